@@ -1,0 +1,243 @@
+"""Capture a traceable PyTorch model into a :class:`~spikecast.graph.Network`.
+
+The model is traced with ``torch.fx`` (so ``nn.Sequential``, ``F.relu``, ``torch.flatten``,
+``x.view(x.size(0), -1)`` and plain ``forward`` code all work), shapes are propagated with
+an example input, BatchNorm is folded into the preceding Linear/Conv2d, Dropout and
+Identity are dropped. Parameters are copied; the user's model is never mutated.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from spikecast.graph import (
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    Network,
+    ReLU,
+    canonicalize,
+)
+
+SUPPORTED = (
+    "Linear, Conv2d (groups=1, dilation=1, zero padding), AvgPool2d, MaxPool2d, Flatten/"
+    "flatten/view/reshape to (batch, -1), ReLU/F.relu/torch.relu, BatchNorm1d/2d after "
+    "Linear/Conv2d (folded), Dropout/Identity (dropped)"
+)
+_DROPPED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
+_DROPPED_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, torch.dropout)
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
+_FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    return (int(v[0]), int(v[1]))
+
+
+def _unsupported(node: torch.fx.Node, what: str, detail: str = "") -> ValueError:
+    extra = f" ({detail})" if detail else ""
+    return ValueError(
+        f"node {node.name!r} (op={node.op}, target={what}) is not supported{extra}. "
+        f"Supported: {SUPPORTED}"
+    )
+
+
+def fold_batchnorm(layer: Linear | Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> Linear | Conv2d:
+    """Fold an eval-mode BatchNorm into the preceding layer.
+
+    gamma' = gamma / sqrt(var + eps);  W' = W gamma' (per output channel);
+    b' = (b - mean) gamma' + beta.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("BatchNorm without running statistics (track_running_stats=False)")
+    scale = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight.detach().clone()
+    shift = torch.zeros_like(bn.running_var) if bn.bias is None else bn.bias.detach().clone()
+    g = scale / torch.sqrt(bn.running_var + bn.eps)
+    w = layer.weight * g.reshape(-1, *([1] * (layer.weight.dim() - 1)))
+    b0 = layer.bias if layer.bias is not None else torch.zeros_like(g)
+    b = (b0 - bn.running_mean) * g + shift
+    if isinstance(layer, Linear):
+        return Linear(w, b)
+    return Conv2d(w, b, layer.stride, layer.padding)
+
+
+def _conv_from_module(m: nn.Conv2d, node: torch.fx.Node) -> Conv2d:
+    if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+        raise _unsupported(
+            node, "Conv2d",
+            f"groups={m.groups}, dilation={m.dilation}, padding_mode={m.padding_mode!r}",
+        )
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            padding = (0, 0)
+        else:  # 'same' with stride 1
+            kh, kw = m.kernel_size
+            if kh % 2 == 0 or kw % 2 == 0:
+                raise _unsupported(node, "Conv2d", "padding='same' with an even kernel")
+            padding = ((kh - 1) // 2, (kw - 1) // 2)
+    else:
+        padding = _pair(m.padding)
+    bias = None if m.bias is None else m.bias.detach().clone()
+    return Conv2d(m.weight.detach().clone(), bias, _pair(m.stride), padding)
+
+
+def _pool_from_module(m: nn.MaxPool2d | nn.AvgPool2d, node: torch.fx.Node) -> Layer:
+    if m.ceil_mode:
+        raise _unsupported(node, type(m).__name__, "ceil_mode=True")
+    k = _pair(m.kernel_size)
+    s = _pair(m.stride) if m.stride is not None else k
+    p = _pair(m.padding)
+    if isinstance(m, nn.MaxPool2d):
+        if _pair(m.dilation) != (1, 1):
+            raise _unsupported(node, "MaxPool2d", f"dilation={m.dilation}")
+        return MaxPool2d(k, s, p)
+    if not m.count_include_pad and p != (0, 0):
+        raise _unsupported(node, "AvgPool2d", "count_include_pad=False with padding")
+    if m.divisor_override is not None:
+        raise _unsupported(node, "AvgPool2d", f"divisor_override={m.divisor_override}")
+    return AvgPool2d(k, s, p)
+
+
+def _is_flatten(node: torch.fx.Node) -> bool:
+    """A reshape whose result is (batch, prod(rest)) of its input."""
+    src = node.args[0]
+    if not isinstance(src, torch.fx.Node):
+        return False
+    a, b = src.meta.get("tensor_meta"), node.meta.get("tensor_meta")
+    if a is None or b is None:
+        return False
+    return len(b.shape) == 2 and b.shape[0] == a.shape[0] and b.shape[1] == math.prod(a.shape[1:])
+
+
+def _function_layer(node: torch.fx.Node) -> Layer | None | str:
+    """Layer for a call_function/call_method node; None to drop it; 'aux' for shape helpers."""
+    t = node.target
+    if node.op == "call_method":
+        if t in ("relu", "relu_"):
+            return ReLU()
+        if t in ("view", "reshape", "flatten") and _is_flatten(node):
+            return Flatten()
+        if t in ("size", "dim"):
+            return "aux"
+        if t in ("contiguous",):
+            return None
+        raise _unsupported(node, f"Tensor.{t}")
+    if t in _RELU_FUNCTIONS:
+        return ReLU()
+    if t in _FLATTEN_FUNCTIONS and _is_flatten(node):
+        return Flatten()
+    if t in _DROPPED_FUNCTIONS:
+        return None
+    if t in (F.max_pool2d, F.avg_pool2d):
+        return _functional_pool(node)
+    if t is operator.getitem or t is getattr:
+        return "aux"
+    raise _unsupported(node, getattr(t, "__name__", str(t)))
+
+
+def _functional_pool(node: torch.fx.Node) -> Layer:
+    names = ("input", "kernel_size", "stride", "padding")
+    args = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+    k = _pair(args["kernel_size"])
+    s = _pair(args.get("stride") or k)
+    p = _pair(args.get("padding", 0))
+    if args.get("ceil_mode", False):
+        raise _unsupported(node, node.target.__name__, "ceil_mode=True")
+    return MaxPool2d(k, s, p) if node.target is F.max_pool2d else AvgPool2d(k, s, p)
+
+
+def _module_layer(node: torch.fx.Node, m: nn.Module) -> Layer | None:
+    if isinstance(m, nn.Linear):
+        bias = None if m.bias is None else m.bias.detach().clone()
+        return Linear(m.weight.detach().clone(), bias)
+    if isinstance(m, nn.Conv2d):
+        return _conv_from_module(m, node)
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pool_from_module(m, node)
+    if isinstance(m, nn.ReLU):
+        return ReLU()
+    if isinstance(m, nn.Flatten):
+        if _is_flatten(node):
+            return Flatten()
+        raise _unsupported(node, "Flatten", f"start_dim={m.start_dim}, end_dim={m.end_dim}")
+    if isinstance(m, _DROPPED_MODULES):
+        return None
+    raise _unsupported(node, type(m).__name__)
+
+
+def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
+    """Trace ``model`` into a canonical :class:`Network` for per-sample ``input_shape``.
+
+    Raises ``ValueError`` naming the node, its op and the supported list for anything
+    outside the supported set, and for graphs that are not a single chain.
+    """
+    was_training = model.training
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types for untraceable code
+        raise ValueError(f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
+    gm.eval()
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    modules = dict(gm.named_modules())
+
+    layers: list[Layer] = []
+    names: list[str] = []
+    current: torch.fx.Node | None = None
+    handlers: dict[str, Callable[[torch.fx.Node], Layer | None | str]] = {
+        "call_module": lambda n: _module_or_bn(n, modules[n.target], layers, names),
+        "call_function": _function_layer,
+        "call_method": _function_layer,
+    }
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if current is not None:
+                raise _unsupported(node, "second input")
+            current = node
+            continue
+        if node.op == "output":
+            break
+        if node.op == "get_attr":
+            raise _unsupported(node, str(node.target), "parameters used outside a layer")
+        result = handlers[node.op](node)
+        if result == "aux":
+            continue
+        tensor_args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if not tensor_args or tensor_args[0] is not current:
+            raise _unsupported(node, str(node.target), "the graph is not a single chain")
+        current = node
+        if result is None or result == "folded":
+            continue
+        layers.append(result)
+        names.append(str(node.target) if node.op == "call_module" else node.name)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} contains no supported layer")
+    return canonicalize(Network(tuple(layers), tuple(names), tuple(input_shape)))
+
+
+def _module_or_bn(
+    node: torch.fx.Node, m: nn.Module, layers: list[Layer], names: list[str]
+) -> Layer | None | str:
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if not layers or not isinstance(layers[-1], (Linear, Conv2d)):
+            raise _unsupported(
+                node, type(m).__name__, "BatchNorm must directly follow a Linear or Conv2d"
+            )
+        layers[-1] = fold_batchnorm(layers[-1], m)
+        names[-1] = f"{names[-1]}+{node.target}"
+        return "folded"
+    return _module_layer(node, m)

@@ -1,0 +1,212 @@
+"""Measurement core shared by every scheme: exact operation counts and the results record.
+
+Counts are per sample. A *synaptic event* is one spike delivered over one connection
+(an accumulate): events = sum over inputs of spikes_i x fan_out_i. ANN MACs are the
+multiply-accumulates of one dense forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from spikecast.graph import AvgPool2d, Conv2d, Layer, Linear, Network, Stage
+
+
+def layer_macs(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """MACs of one layer: Linear in x out; Conv2d out_numel x in_ch kh kw; AvgPool2d
+    out_numel x kh kw (one accumulate per window element); routing and ReLU 0."""
+    out_numel = math.prod(out_shape)
+    if isinstance(layer, Linear):
+        return int(layer.weight.shape[0] * layer.weight.shape[1])
+    if isinstance(layer, Conv2d):
+        return out_numel * math.prod(layer.weight.shape[1:])
+    if isinstance(layer, AvgPool2d):
+        return out_numel * math.prod(layer.kernel_size)
+    return 0
+
+
+def ann_macs(net: Network) -> int:
+    """Exact MACs of one dense forward pass of ``net``."""
+    return sum(layer_macs(s.layer, s.in_shape, s.out_shape) for s in net.stages())
+
+
+def synapse_count(net: Network) -> int:
+    """Number of synaptic connections (weights applied per sample; shared conv kernels
+    count once per output position), equal to the MAC count."""
+    return ann_macs(net)
+
+
+def neuron_count(net: Network) -> int:
+    """Neurons that can spike: the outputs of every synaptic layer (hidden and output)."""
+    return sum(s.neurons for s in net.stages() if s.synaptic)
+
+
+def fan_out(layer: Layer, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Connections leaving each input position of a synaptic layer (shape ``in_shape``).
+
+    Computed exactly as d(sum of outputs)/d(input) with every weight set to 1, so
+    zero padding and borders are accounted for.
+    """
+    x = torch.ones(1, *in_shape, requires_grad=True)
+    if isinstance(layer, Linear):
+        y = F.linear(x, torch.ones_like(layer.weight))
+    elif isinstance(layer, Conv2d):
+        y = F.conv2d(x, torch.ones_like(layer.weight), None, layer.stride, layer.padding)
+    elif isinstance(layer, AvgPool2d):
+        k = math.prod(layer.kernel_size)
+        y = F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding) * k
+    else:
+        raise ValueError(f"fan_out is defined for synaptic layers, not {type(layer).__name__}")
+    y.sum().backward()
+    return x.grad[0].detach().round()
+
+
+@dataclass
+class LayerStats:
+    """Per-sample activity of one neuron population (or the input encoder)."""
+
+    name: str
+    neurons: int
+    spikes: float
+    synaptic_events: float
+    macs: int
+
+    @property
+    def spikes_per_neuron(self) -> float:
+        return self.spikes / self.neurons if self.neurons else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"spikes_per_neuron": self.spikes_per_neuron}
+
+
+class SpikeCounter:
+    """Accumulates spikes and synaptic events per stage while a simulator runs.
+
+    Simulators call :meth:`add` with per-sample spike counts of a population and the
+    counts arriving at each synaptic layer; :meth:`stats` turns them into per-sample means.
+    """
+
+    def __init__(self, net: Network) -> None:
+        self.stages = [s for s in net.stages() if s.synaptic]
+        self._fan = {s.index: fan_out(s.layer, s.in_shape) for s in self.stages}
+        self.spikes = {s.index: 0.0 for s in self.stages}
+        self.events = {s.index: 0.0 for s in self.stages}
+        self.samples = 0
+
+    def add_spikes(self, stage: Stage, counts: torch.Tensor) -> None:
+        """Spikes emitted by ``stage``'s neurons; ``counts`` is (batch, *out_shape) or a sum."""
+        self.spikes[stage.index] += float(counts.sum())
+
+    def add_inputs(self, stage: Stage, counts: torch.Tensor) -> None:
+        """Spikes arriving at ``stage`` ((batch, *in_shape), unsigned counts)."""
+        fan = self._fan[stage.index].to(counts.device, counts.dtype)
+        self.events[stage.index] += float((counts.abs() * fan).sum())
+
+    def add_samples(self, n: int) -> None:
+        self.samples += n
+
+    def stats(self) -> list[LayerStats]:
+        n = max(self.samples, 1)
+        return [
+            LayerStats(
+                s.name,
+                s.neurons,
+                self.spikes[s.index] / n,
+                self.events[s.index] / n,
+                layer_macs(s.layer, s.in_shape, s.out_shape),
+            )
+            for s in self.stages
+        ]
+
+
+@dataclass
+class Curve:
+    """Accuracy after each point of a sweep (time step, time, spikes or operations)."""
+
+    x_label: str
+    x: list[float]
+    accuracy: list[float]
+
+
+@dataclass
+class SchemeResult:
+    """What one scheme achieved on a set of samples; every count is a per-sample mean."""
+
+    scheme: str
+    accuracy: float
+    n_samples: int
+    layers: list[LayerStats]
+    ann_macs: int
+    curve: Curve | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def neurons(self) -> int:
+        return sum(layer.neurons for layer in self.layers)
+
+    @property
+    def spikes(self) -> float:
+        return sum(layer.spikes for layer in self.layers)
+
+    @property
+    def spikes_per_neuron(self) -> float:
+        return self.spikes / self.neurons if self.neurons else 0.0
+
+    @property
+    def synaptic_events(self) -> float:
+        return sum(layer.synaptic_events for layer in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "n_samples": self.n_samples,
+            "spikes_per_neuron": self.spikes_per_neuron,
+            "spikes": self.spikes,
+            "neurons": self.neurons,
+            "synaptic_events": self.synaptic_events,
+            "ann_macs": self.ann_macs,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "curve": None if self.curve is None else asdict(self.curve),
+            "params": self.params,
+            **self.extra,
+        }
+
+
+@dataclass
+class RunResults:
+    """The ``results.json`` contract: dataset, ANN accuracy and one entry per scheme."""
+
+    dataset: str
+    ann_accuracy: float
+    ann_macs: int
+    n_samples: int
+    schemes: dict[str, SchemeResult] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "n_samples": self.n_samples,
+            "ann": {"accuracy": self.ann_accuracy, "macs": self.ann_macs},
+            "schemes": {k: v.to_dict() for k, v in self.schemes.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``pred == labels``."""
+    if pred.shape != labels.shape:
+        raise ValueError(f"predictions {tuple(pred.shape)} vs labels {tuple(labels.shape)}")
+    return float((pred == labels).float().mean()) if labels.numel() else float("nan")

@@ -1,0 +1,30 @@
+"""Coding schemes, looked up by name: ``{name: "module:Recipe"}``, imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from spikecast.schemes.base import Recipe, SpikingModel, convert
+
+RECIPES: dict[str, str] = {
+    "rate": "spikecast.schemes.rate:RateRecipe",
+    "ssnn": "spikecast.schemes.ssnn:SSNNRecipe",
+    "sigma-delta": "spikecast.schemes.sigma_delta:SigmaDeltaRecipe",
+}
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The recipe class registered under ``name``; ``ValueError`` lists the known schemes."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown scheme {name!r}; known: {', '.join(RECIPES)}")
+    module, cls = RECIPES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_recipe(name: str, **params: Any) -> Recipe:
+    """Instantiate the recipe ``name`` with ``params``."""
+    return recipe_class(name)(**params)
+
+
+__all__ = ["RECIPES", "Recipe", "SpikingModel", "convert", "get_recipe", "recipe_class"]
