@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from enum import Enum
 
 import torch
 import torch.fx
@@ -39,6 +40,13 @@ _DROPPED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.
 _DROPPED_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, torch.dropout)
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
 _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
+
+
+class Marker(Enum):
+    """Nodes that produce no layer: shape helpers (``x.size(0)``) and folded BatchNorms."""
+
+    AUX = "aux"
+    FOLDED = "folded"
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -122,8 +130,8 @@ def _is_flatten(node: torch.fx.Node) -> bool:
     return len(b.shape) == 2 and b.shape[0] == a.shape[0] and b.shape[1] == math.prod(a.shape[1:])
 
 
-def _function_layer(node: torch.fx.Node) -> Layer | None | str:
-    """Layer for a call_function/call_method node; None to drop it; 'aux' for shape helpers."""
+def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
+    """Layer for a call_function/call_method node; None to drop it."""
     t = node.target
     if node.op == "call_method":
         if t in ("relu", "relu_"):
@@ -131,7 +139,7 @@ def _function_layer(node: torch.fx.Node) -> Layer | None | str:
         if t in ("view", "reshape", "flatten") and _is_flatten(node):
             return Flatten()
         if t in ("size", "dim"):
-            return "aux"
+            return Marker.AUX
         if t in ("contiguous",):
             return None
         raise _unsupported(node, f"Tensor.{t}")
@@ -144,7 +152,7 @@ def _function_layer(node: torch.fx.Node) -> Layer | None | str:
     if t in (F.max_pool2d, F.avg_pool2d):
         return _functional_pool(node)
     if t is operator.getitem or t is getattr:
-        return "aux"
+        return Marker.AUX
     raise _unsupported(node, getattr(t, "__name__", str(t)))
 
 
@@ -198,7 +206,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     layers: list[Layer] = []
     names: list[str] = []
     current: torch.fx.Node | None = None
-    handlers: dict[str, Callable[[torch.fx.Node], Layer | None | str]] = {
+    handlers: dict[str, Callable[[torch.fx.Node], Layer | Marker | None]] = {
         "call_module": lambda n: _module_or_bn(n, modules[n.target], layers, names),
         "call_function": _function_layer,
         "call_method": _function_layer,
@@ -214,13 +222,13 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
         if node.op == "get_attr":
             raise _unsupported(node, str(node.target), "parameters used outside a layer")
         result = handlers[node.op](node)
-        if result == "aux":
+        if result is Marker.AUX:
             continue
         tensor_args = [a for a in node.args if isinstance(a, torch.fx.Node)]
         if not tensor_args or tensor_args[0] is not current:
             raise _unsupported(node, str(node.target), "the graph is not a single chain")
         current = node
-        if result is None or result == "folded":
+        if result is None or result is Marker.FOLDED:
             continue
         layers.append(result)
         names.append(str(node.target) if node.op == "call_module" else node.name)
@@ -231,7 +239,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
 
 def _module_or_bn(
     node: torch.fx.Node, m: nn.Module, layers: list[Layer], names: list[str]
-) -> Layer | None | str:
+) -> Layer | Marker | None:
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if not layers or not isinstance(layers[-1], (Linear, Conv2d)):
             raise _unsupported(
@@ -239,5 +247,5 @@ def _module_or_bn(
             )
         layers[-1] = fold_batchnorm(layers[-1], m)
         names[-1] = f"{names[-1]}+{node.target}"
-        return "folded"
+        return Marker.FOLDED
     return _module_layer(node, m)

@@ -121,14 +121,12 @@ def read_idx_dir(
         y = parse_idx_labels(decompress(raw[labels], str(paths[labels])), str(paths[labels]))
         if len(x) != len(y):
             raise DataError(
-                f"{paths[images]} holds {len(x)} images but {paths[labels]} "
-                f"holds {len(y)} labels"
+                f"{paths[images]} holds {len(x)} images but {paths[labels]} holds {len(y)} labels"
             )
         arrays += [x, y]
     x_train, y_train, x_test, y_test = arrays
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
-            f"{folder}: train images are {x_train.shape[1:]} but test images are "
-            f"{x_test.shape[1:]}"
+            f"{folder}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}"
         )
     return x_train, y_train, x_test, y_test

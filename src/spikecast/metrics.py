@@ -20,8 +20,9 @@ from spikecast.graph import AvgPool2d, Conv2d, Layer, Linear, Network, Stage
 
 
 def layer_macs(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    """MACs of one layer: Linear in x out; Conv2d out_numel x in_ch kh kw; AvgPool2d
-    out_numel x kh kw (one accumulate per window element); routing and ReLU 0."""
+    """Dense MACs of one layer: Linear in x out; Conv2d out_numel x in_ch kh kw (products
+    with padded zeros included, the usual convention); AvgPool2d out_numel x kh kw;
+    routing and ReLU 0."""
     out_numel = math.prod(out_shape)
     if isinstance(layer, Linear):
         return int(layer.weight.shape[0] * layer.weight.shape[1])
@@ -38,9 +39,10 @@ def ann_macs(net: Network) -> int:
 
 
 def synapse_count(net: Network) -> int:
-    """Number of synaptic connections (weights applied per sample; shared conv kernels
-    count once per output position), equal to the MAC count."""
-    return ann_macs(net)
+    """Synaptic connections: every (input, output) pair a weight links, shared conv kernels
+    counted once per output position, connections to zero padding excluded (so a padded
+    convolution has fewer synapses than dense MACs)."""
+    return sum(int(fan_out(s.layer, s.in_shape).sum()) for s in net.stages() if s.synaptic)
 
 
 def neuron_count(net: Network) -> int:

@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+# The MNIST files beside the checkout (this workplace); elsewhere they are downloaded and cached.
+SHARED_MNIST := $(abspath ../shared/data/mnist)
+export SPIKECAST_DATA ?= $(if $(wildcard $(SHARED_MNIST)),$(SHARED_MNIST),)
+
+.PHONY: install demo test lint bench
+
+$(BIN)/spikecast: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: on this workplace it is a local CPU build (override TORCH=...)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(BIN)/spikecast
+
+install: $(BIN)/spikecast
+
+demo: install
+	$(BIN)/spikecast demo --out spikecast-out
+
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
+test: install
+	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks scripts
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py --out benchmarks/results

@@ -1,0 +1,78 @@
+"""Non-leaky integrate-and-fire (IF) neuron: parameters, state and a pure step function.
+
+One step with input current I (per neuron, batched):
+
+    v <- v + I;   s = [v >= theta];   v <- v - s theta   (Reset.SUBTRACT)
+                                      v <- v (1 - s)      (Reset.ZERO)
+
+Reset by subtraction keeps the charge above threshold, so the firing rate times theta
+converges to max(0, I) for a constant I <= theta (Rueckauer et al. 2017); reset to zero
+discards it and under-estimates the rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+
+class Choice(str, Enum):
+    """A string enum that accepts its values case-insensitively and lists them on error."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Choice:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.strip().lower():
+                    return member
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"invalid {cls.__name__} {value!r}; allowed: {allowed}")
+
+
+class Reset(Choice):
+    """What a spike does to the membrane: subtract the threshold or set it to zero."""
+
+    SUBTRACT = "subtract"
+    ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class IFParams:
+    """Threshold theta > 0 and reset mode (strings such as ``"zero"`` are accepted)."""
+
+    threshold: float = 1.0
+    reset: Reset = Reset.SUBTRACT
+
+    def __post_init__(self) -> None:
+        if not float(self.threshold) > 0:
+            raise ValueError(f"IF threshold must be > 0, got {self.threshold}")
+        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "reset", Reset(self.reset))
+
+
+@dataclass(frozen=True, eq=False)
+class IFState:
+    """Membrane potential v of every neuron, shaped like the input current."""
+
+    v: torch.Tensor
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> IFState:
+        return cls(torch.zeros(shape, dtype=dtype))
+
+
+def if_step(
+    current: torch.Tensor, state: IFState, p: IFParams
+) -> tuple[torch.Tensor, IFState]:
+    """One IF update; returns binary spikes (same dtype as ``current``) and the new state."""
+    if current.shape != state.v.shape:
+        raise ValueError(
+            f"IF step: current shape {tuple(current.shape)} != membrane shape "
+            f"{tuple(state.v.shape)}"
+        )
+    v = state.v + current
+    spikes = (v >= p.threshold).to(current.dtype)
+    v = v - spikes * p.threshold if p.reset is Reset.SUBTRACT else v * (1.0 - spikes)
+    return spikes, IFState(v)

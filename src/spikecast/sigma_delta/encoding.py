@@ -1,0 +1,56 @@
+"""Linear intensity-to-delay input coding (paper 004, Sec. III).
+
+A pixel p in [0, 1] fires one +1 spike at time t = 1 - p (in time units, TU) if
+p > ``threshold`` and never otherwise, so a frame lasts 1 - threshold TU (0.8 TU at 0.2).
+The spike's value 1 makes the network's input the 1-bit image [p > threshold].
+Events are ordered by time; equal times by the pixel's row-major (flattened) index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEFAULT_INPUT_THRESHOLD = 0.2
+
+
+def check_input(x: torch.Tensor, threshold: float) -> None:
+    """Raise ValueError unless ``x`` lies in [0, 1] and 0 <= threshold < 1."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"input threshold must be in [0, 1), got {threshold}")
+    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        raise ValueError(
+            f"intensity-to-delay coding needs inputs in [0, 1], got range "
+            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data (e.g. min-max)"
+        )
+
+
+def binarize(x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD) -> torch.Tensor:
+    """The 1-bit input the spikes encode: 1 where x > threshold, else 0."""
+    check_input(x, threshold)
+    return (x > threshold).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class InputEvents:
+    """One frame's input spikes: flat pixel indices and times, in processing order."""
+
+    index: np.ndarray
+    time: np.ndarray
+
+
+def encode_frame(x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD) -> InputEvents:
+    """Spikes of one frame (any shape): t = 1 - p for p > threshold, sorted by (t, index)."""
+    check_input(x, threshold)
+    flat = x.detach().reshape(-1).to(torch.float64).cpu().numpy()
+    index = np.flatnonzero(flat > threshold)
+    time = 1.0 - flat[index]
+    order = np.lexsort((index, time))
+    return InputEvents(index[order].astype(np.int64), time[order])
+
+
+def frame_duration(threshold: float = DEFAULT_INPUT_THRESHOLD) -> float:
+    """Latest possible input spike time, 1 - threshold TU."""
+    return 1.0 - threshold

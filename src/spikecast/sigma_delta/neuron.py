@@ -1,0 +1,96 @@
+"""The sigma-delta neuron: a hysteresis quantizer of its activation (paper 004, Algorithm 1).
+
+State: the membrane potential ``v`` (starts at the bias, never resets, no leak) and the
+signed spike count ``count``; the quantized potential is V_q = count * theta. After every
+update v <- v + x the neuron compares d = f(v) - V_q with theta, f = ReLU for hidden
+populations and the identity for an output layer without ReLU:
+
+* ``FiringRule.PAPER``: d >= theta -> one +1 spike, d <= -theta -> one -1 spike, at most one
+  spike per update, exactly as Algorithm 1 is printed (V_q may lag f(v) by more than theta);
+* ``FiringRule.EXACT``: sign(d) * floor(|d| / theta) spikes at once, i.e. keep firing until
+  |f(v) - V_q| < theta.
+
+Each spike carries +-theta to every target: v_target <- v_target + w * (+-theta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+
+class FiringRule(str, Enum):
+    """How many spikes one update may trigger."""
+
+    PAPER = "paper"
+    EXACT = "exact"
+
+    @classmethod
+    def parse(cls, value: FiringRule | str) -> FiringRule:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(repr(r.value) for r in cls)
+            raise ValueError(f"unknown firing rule {value!r}; allowed: {allowed}") from None
+
+
+def check_theta(theta: float, where: str = "theta") -> float:
+    """Return ``theta`` as a float, or raise ValueError unless it is finite and > 0."""
+    theta = float(theta)
+    if not theta > 0 or theta == float("inf"):
+        raise ValueError(f"{where} must be a finite number > 0, got {theta}")
+    return theta
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Quantization level ``theta``, firing rule, and whether the activation is ReLU."""
+
+    theta: float = 1.0
+    rule: FiringRule = FiringRule.EXACT
+    relu: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "theta", check_theta(self.theta))
+        object.__setattr__(self, "rule", FiringRule.parse(self.rule))
+
+
+@dataclass(frozen=True)
+class NeuronState:
+    """Membrane potential ``v`` and signed spike count ``count`` (V_q = count * theta)."""
+
+    v: torch.Tensor
+    count: torch.Tensor
+
+    @classmethod
+    def initial(cls, bias: torch.Tensor) -> NeuronState:
+        """V_mem(0) = bias, V_q(0) = 0."""
+        v = bias.to(torch.float64).clone()
+        return cls(v, torch.zeros_like(v))
+
+
+def activation(v: torch.Tensor, relu: bool) -> torch.Tensor:
+    """f(v): ReLU for hidden populations, identity for a linear output layer."""
+    return v.clamp(min=0) if relu else v
+
+
+def fire_count(v: torch.Tensor, count: torch.Tensor, p: NeuronParams) -> torch.Tensor:
+    """Signed number of spikes the rule fires for d = f(v) - count * theta."""
+    d = activation(v, p.relu) - count * p.theta
+    up = d >= p.theta
+    down = d <= -p.theta
+    if p.rule is FiringRule.PAPER:
+        return up.to(v.dtype) - down.to(v.dtype)
+    n = torch.floor(d.abs() / p.theta)
+    return torch.where(up, n, torch.where(down, -n, torch.zeros_like(n)))
+
+
+def step(
+    x: torch.Tensor, state: NeuronState, p: NeuronParams
+) -> tuple[torch.Tensor, NeuronState]:
+    """One update: v <- v + x, then fire; returns (signed spike counts, new state)."""
+    v = state.v + x
+    spikes = fire_count(v, state.count, p)
+    return spikes, NeuronState(v, state.count + spikes)

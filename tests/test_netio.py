@@ -1,0 +1,85 @@
+"""Converted-network files: exact round trip and clear errors for bad files."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from spikecast.capture import capture
+from spikecast.models import ARCHITECTURES
+from spikecast.netio import ConvertedFile, load_converted, save_converted
+from spikecast.normalize import data_based
+
+
+@pytest.fixture
+def converted(tmp_path):
+    torch.manual_seed(0)
+    arch = ARCHITECTURES["mnist-cnn"]
+    net = capture(arch.build().eval(), arch.input_shape)
+    norm = data_based(net, torch.rand(16, *arch.input_shape))
+    params = {"steps": 25, "reset": "subtract"}
+    conv = ConvertedFile("rate", params, net, norm, {"dataset": "mnist"})
+    return save_converted(tmp_path / "snn.spikecast", conv), conv
+
+
+def test_round_trip_is_exact(converted) -> None:
+    path, conv = converted
+    back = load_converted(path)
+    assert back.scheme == "rate" and back.params == {"steps": 25, "reset": "subtract"}
+    assert back.info == {"dataset": "mnist"}
+    assert back.normalized.scales == pytest.approx(conv.normalized.scales)
+    assert back.ann.names == conv.ann.names
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(back.ann(x), conv.ann(x))
+    assert torch.equal(back.normalized.network(x), conv.normalized.network(x))
+
+
+def test_truncated_file(converted) -> None:
+    path, _ = converted
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_converted(path)
+
+
+def _rewrite_meta(path, change) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["spikecast"])
+    tensors = load_file(str(path))
+    change(meta, tensors)
+    save_file(tensors, str(path), {"spikecast": json.dumps(meta)})
+
+
+def test_unknown_version(converted) -> None:
+    path, _ = converted
+    _rewrite_meta(path, lambda m, t: m.update(version=99))
+    with pytest.raises(ValueError, match="version 99"):
+        load_converted(path)
+
+
+def test_mismatched_tensor_shape(converted) -> None:
+    path, _ = converted
+    _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(256, 100)}))
+    with pytest.raises(ValueError, match="do not chain"):
+        load_converted(path)
+    _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(3, 392)}))
+    with pytest.raises(ValueError, match=r"'snn.7.weight' has shape \(3, 392\)"):
+        load_converted(path)
+
+
+def test_missing_tensor(converted) -> None:
+    path, _ = converted
+    _rewrite_meta(path, lambda m, t: t.pop("ann.0.weight"))
+    with pytest.raises(ValueError, match=r"'ann\.0\.weight' missing"):
+        load_converted(path)
+
+
+def test_plain_safetensors_without_metadata(tmp_path) -> None:
+    path = tmp_path / "x.spikecast"
+    save_file({"a": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="without spikecast metadata"):
+        load_converted(path)
