@@ -1,7 +1,12 @@
 """Regenerate a shipped reference model: train it, then save weights + sidecar atomically.
 
-    nice -n 5 python scripts/train_pretrained.py --arch mnist-cnn --epochs 15 --seed 0 \
-        --schedule cosine --max-shift 2 --threads 1 --out src/spikecast/pretrained/mnist-cnn.safetensors
+The exact command is recorded in the sidecar under "command"; the shipped models came from::
+
+    python scripts/train_pretrained.py --arch mnist-cnn --epochs 15 --seed 0 \
+        --schedule cosine --max-shift 2 --threads 1 \
+        --out src/spikecast/pretrained/mnist-cnn.safetensors
+    python scripts/train_pretrained.py --arch mnist-fc --epochs 10 --seed 0 \
+        --schedule cosine --threads 1 --out src/spikecast/pretrained/mnist-fc.safetensors
 """
 
 from __future__ import annotations
@@ -9,29 +14,31 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from spikecast.modelio import save_model
+from spikecast.models import get_architecture
 from spikecast.train import LRSchedule, train_model
 
 
 def main(
-    arch: str = typer.Option(..., help="architecture name, e.g. mnist-cnn or mnist-fc"),
-    epochs: int = typer.Option(..., help="training epochs"),
-    out: Path = typer.Option(..., help="output .safetensors path (a .json sidecar is written)"),
-    seed: int = typer.Option(0, help="seed for init, shuffling and augmentation"),
-    lr: float = typer.Option(1e-3, help="Adam learning rate"),
-    batch_size: int = typer.Option(128, help="mini-batch size"),
-    weight_decay: float = typer.Option(0.0, help="Adam weight decay"),
-    schedule: LRSchedule = typer.Option(LRSchedule.COSINE, help="learning-rate schedule"),
-    max_shift: int = typer.Option(0, help="random shift augmentation in pixels (0: none)"),
-    threads: int = typer.Option(1, help="torch CPU threads"),
-    dataset: str = typer.Option("", help="dataset name (default: the architecture's)"),
+    arch: Annotated[str, typer.Option(help="architecture name, e.g. mnist-cnn or mnist-fc")],
+    epochs: Annotated[int, typer.Option(help="training epochs")],
+    out: Annotated[Path, typer.Option(help="output .safetensors path (+ .json sidecar)")],
+    seed: Annotated[int, typer.Option(help="seed for init, shuffling and augmentation")] = 0,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="mini-batch size")] = 128,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay")] = 0.0,
+    schedule: Annotated[LRSchedule, typer.Option(help="learning-rate schedule")] = (
+        LRSchedule.COSINE
+    ),
+    max_shift: Annotated[int, typer.Option(help="random shift augmentation, pixels")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
+    dataset: Annotated[str, typer.Option(help="dataset (default: the architecture's)")] = "",
 ) -> None:
     """Train ARCH and write OUT plus its sidecar, recording the exact command."""
-    from spikecast.models import get_architecture
-
     trained = train_model(
         arch,
         dataset or get_architecture(arch).dataset,
@@ -44,8 +51,8 @@ def main(
         max_shift=max_shift,
         threads=threads,
     )
-    command = "python " + " ".join(shlex.quote(a) for a in ["scripts/train_pretrained.py", *sys.argv[1:]])
-    save_model(trained, out, arch=arch, metadata={"command": command})
+    argv = ["python", "scripts/train_pretrained.py", *sys.argv[1:]]
+    save_model(trained, out, arch=arch, metadata={"command": shlex.join(argv)})
     typer.echo(
         f"{arch}: test accuracy {trained.test_accuracy:.4f}, train accuracy "
         f"{trained.train_accuracy:.4f} -> {out}"

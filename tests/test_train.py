@@ -21,7 +21,9 @@ def _weights(trained: TrainedModel) -> dict[str, torch.Tensor]:
 
 
 def test_same_seed_gives_bitwise_identical_weights(wine: Dataset) -> None:
-    runs = [train_model("wine-fc", wine, epochs=3, seed=7, progress=False) for _ in range(2)]
+    runs = [
+        train_model("wine-fc", wine, epochs=3, seed=7, progress=False, threads=1) for _ in range(2)
+    ]
     first, second = (_weights(r) for r in runs)
     assert first.keys() == second.keys()
     for name in first:
@@ -29,21 +31,24 @@ def test_same_seed_gives_bitwise_identical_weights(wine: Dataset) -> None:
 
 
 def test_different_seed_gives_different_weights(wine: Dataset) -> None:
-    a = _weights(train_model("wine-fc", wine, epochs=3, seed=0, progress=False))
-    b = _weights(train_model("wine-fc", wine, epochs=3, seed=1, progress=False))
+    a = _weights(train_model("wine-fc", wine, epochs=3, seed=0, progress=False, threads=1))
+    b = _weights(train_model("wine-fc", wine, epochs=3, seed=1, progress=False, threads=1))
     assert any(not torch.equal(a[name], b[name]) for name in a)
 
 
 def test_wine_trains_above_90_percent_and_reports_metadata(wine: Dataset) -> None:
     trained = train_model(
-        "wine-fc", wine, epochs=150, seed=0, lr=1e-2, schedule="cosine", progress=False
+        "wine-fc", wine, epochs=150, seed=0, lr=1e-2, schedule="cosine", progress=False, threads=1
     )
     assert trained.train_accuracy > 0.9
     # Wine's test set is its training set (SSNN paper protocol), so both figures agree.
     assert trained.test_accuracy == trained.train_accuracy
     assert not trained.model.training
     assert (trained.arch, trained.dataset, trained.seed, trained.epochs) == (
-        "wine-fc", "wine", 0, 150
+        "wine-fc",
+        "wine",
+        0,
+        150,
     )
     assert trained.input_shape == (13,)
     assert trained.hyperparameters["schedule"] == "cosine"
@@ -69,26 +74,32 @@ def test_training_restores_global_torch_settings(wine: Dataset) -> None:
         ({"epochs": 1, "weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
         ({"epochs": 1, "threads": 0}, "threads must be >= 1 or None, got 0"),
         ({"epochs": 1, "max_shift": -1}, "max_shift must be >= 0, got -1"),
-        ({"epochs": 1, "schedule": "step"}, "unknown lr schedule 'step'; allowed: 'constant', 'cosine'"),
-        ({"epochs": 1, "max_shift": 2}, "max_shift needs image inputs (C, H, W); 'wine-fc' takes (13,)"),
+        (
+            {"epochs": 1, "schedule": "step"},
+            "unknown lr schedule 'step'; allowed: 'constant', 'cosine'",
+        ),
+        (
+            {"epochs": 1, "max_shift": 2},
+            "max_shift needs image inputs (C, H, W); 'wine-fc' takes (13,)",
+        ),
     ],
 )
 def test_bad_arguments_raise_specific_value_error(
     wine: Dataset, kwargs: dict, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        train_model("wine-fc", wine, progress=False, **kwargs)
+        train_model("wine-fc", wine, progress=False, **{"threads": 1, **kwargs})
 
 
 def test_dataset_shape_mismatch_names_both_shapes(wine: Dataset) -> None:
     with pytest.raises(ValueError) as info:
-        train_model("mnist-fc", wine, epochs=1, progress=False)
+        train_model("mnist-fc", wine, epochs=1, progress=False, threads=1)
     assert "(13,)" in str(info.value) and "(1, 28, 28)" in str(info.value)
 
 
 def test_unknown_architecture_lists_known_ones(wine: Dataset) -> None:
     with pytest.raises(ValueError, match="unknown architecture 'resnet'; known: wine-fc"):
-        train_model("resnet", wine, epochs=1, progress=False)
+        train_model("resnet", wine, epochs=1, progress=False, threads=1)
 
 
 def test_evaluate_ann_golden_accuracy_and_mode_restored() -> None:

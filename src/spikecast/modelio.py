@@ -77,12 +77,14 @@ def save_model(
         "architecture": architecture.name,
         "input_shape": list(architecture.input_shape),
         "dataset": architecture.dataset,
+        "torch_version": torch.__version__,
     }
     if isinstance(trained_or_module, TrainedModel):
         trained = trained_or_module
         if trained.arch != architecture.name:
             raise ValueError(
-                f"arch={arch!r} but the TrainedModel is a {trained.arch!r}; pass arch={trained.arch!r}"
+                f"arch={arch!r} but the TrainedModel is a {trained.arch!r}; "
+                f"pass arch={trained.arch!r}"
             )
         module = trained.model
         info |= {
@@ -99,7 +101,8 @@ def save_model(
         module = trained_or_module
     else:
         raise ValueError(
-            f"save_model needs a TrainedModel or an nn.Module, got {type(trained_or_module).__name__}"
+            "save_model needs a TrainedModel or an nn.Module, got "
+            f"{type(trained_or_module).__name__}"
         )
     extra = dict(metadata or {})
     clash = sorted({"format", "version", "architecture"} & extra.keys())

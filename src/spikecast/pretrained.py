@@ -5,13 +5,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from spikecast.modelio import load_model
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = ["PRETRAINED", "load_pretrained", "pretrained_path"]
 
@@ -20,7 +22,7 @@ _FOLDER = "pretrained"
 
 
 def _resource(name: str, suffix: str) -> Traversable:
-    return resources.files("spikecast").joinpath(_FOLDER, f"{name}{suffix}")
+    return resources.files("spikecast") / _FOLDER / f"{name}{suffix}"
 
 
 def pretrained_path(name: str) -> Traversable:
@@ -47,6 +49,9 @@ def load_pretrained(name: str) -> tuple[nn.Module, dict[str, Any]]:
         return load_model(weights)
     with tempfile.TemporaryDirectory(prefix="spikecast-pretrained-") as tmp:
         for suffix in (".safetensors", ".json"):
-            with _resource(name, suffix).open("rb") as src, open(Path(tmp) / f"{name}{suffix}", "wb") as dst:
+            with (
+                _resource(name, suffix).open("rb") as src,
+                open(Path(tmp) / f"{name}{suffix}", "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
         return load_model(Path(tmp) / f"{name}.safetensors")

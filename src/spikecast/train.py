@@ -58,7 +58,9 @@ class TrainedModel:
 
 
 @torch.no_grad()
-def evaluate_ann(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def evaluate_ann(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> float:
     """Top-1 accuracy ``mean(argmax f(x_n) == y_n)`` in eval mode (the mode is restored)."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x has {len(x)} samples and y {len(y)}; need the same non-zero count")
@@ -91,7 +93,9 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)
     rows = (offsets[0][:, None] + torch.arange(h))[:, None, :, None]
     cols = (offsets[1][:, None] + torch.arange(w))[:, None, None, :]
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    return padded[
+        torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols
+    ]
 
 
 @contextmanager
@@ -109,8 +113,14 @@ def _training_context(threads: int | None) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous_deterministic)
 
 
-def _validate(epochs: int, lr: float, batch_size: int, weight_decay: float, max_shift: int,
-              threads: int | None) -> None:
+def _validate(
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    max_shift: int,
+    threads: int | None,
+) -> None:
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if not (lr > 0 and math.isfinite(lr)):

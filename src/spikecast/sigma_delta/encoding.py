@@ -2,7 +2,8 @@
 
 A pixel p in [0, 1] fires one +1 spike at time t = 1 - p (in time units, TU) if
 p > ``threshold`` and never otherwise, so a frame lasts 1 - threshold TU (0.8 TU at 0.2).
-The spike's value 1 makes the network's input the 1-bit image [p > threshold].
+The spike's value 1 makes the network's input the 1-bit image [p > threshold] (compared
+in the input's own dtype, so float32 0.2 does not exceed the threshold 0.2).
 Events are ordered by time; equal times by the pixel's row-major (flattened) index.
 """
 
@@ -44,9 +45,9 @@ class InputEvents:
 def encode_frame(x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD) -> InputEvents:
     """Spikes of one frame (any shape): t = 1 - p for p > threshold, sorted by (t, index)."""
     check_input(x, threshold)
-    flat = x.detach().reshape(-1).to(torch.float64).cpu().numpy()
-    index = np.flatnonzero(flat > threshold)
-    time = 1.0 - flat[index]
+    flat = x.detach().reshape(-1).cpu()
+    index = np.flatnonzero((flat > threshold).numpy())
+    time = 1.0 - flat.to(torch.float64).numpy()[index]
     order = np.lexsort((index, time))
     return InputEvents(index[order].astype(np.int64), time[order])
 

@@ -12,12 +12,21 @@ Flatten is free in flat indexing and adds no node. Between node m and m+1 sits o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
 
-from spikecast.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, Stage
+from spikecast.graph import (
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    Network,
+    Stage,
+)
 
 
 class NodeKind(IntEnum):
@@ -128,6 +137,14 @@ def _bias(stage: Stage) -> np.ndarray:
     b = bias.detach().double().cpu().numpy()
     return np.broadcast_to(b.reshape(-1, *([1] * (len(stage.out_shape) - 1))),
                            stage.out_shape).reshape(-1).copy()
+
+
+def float64_layer(layer: Layer, with_bias: bool = True) -> Layer:
+    """``layer`` with float64 weights (and no bias unless ``with_bias``)."""
+    if not isinstance(layer, (Linear, Conv2d)):
+        return layer
+    bias = layer.bias.double() if with_bias and layer.bias is not None else None
+    return replace(layer, weight=layer.weight.double(), bias=bias)
 
 
 def population_stages(net: Network) -> list[Stage]:

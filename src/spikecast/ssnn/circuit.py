@@ -124,6 +124,9 @@ class CircuitParams:
     - ``window``: observation window per inference (s); 5 us as the paper.
     - ``mismatch_pct``: sigma (in %) of the Gaussian relative variation of every synapse
       current and every threshold; ``mismatch_seed`` draws it.
+    - ``v_init``: membrane potential at the start of an inference as a fraction of V_th
+      (0 = the paper's reset state; 0.5 precharges C to half the threshold, which rounds
+      instead of truncating each neuron's residual charge).
     """
 
     c_mem: float = 1e-12
@@ -135,6 +138,7 @@ class CircuitParams:
     mismatch_pct: float = 0.0
     mismatch_seed: int = 0
     encoder: PWMEncoder = field(default_factory=PWMEncoder)
+    v_init: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -151,6 +155,8 @@ class CircuitParams:
             raise ValueError(f"t_ref (reset time, s) must be >= 0, got {self.t_ref}")
         if self.i_unit is not None and not (self.i_unit > 0 and math.isfinite(self.i_unit)):
             raise ValueError(f"i_unit (A per unit weight) must be > 0 or None, got {self.i_unit}")
+        if not 0 <= self.v_init < 1:
+            raise ValueError(f"v_init must be a fraction of V_th in [0, 1), got {self.v_init}")
         if not self.mismatch_pct >= 0:
             raise ValueError(f"mismatch_pct must be >= 0 %, got {self.mismatch_pct}")
 
@@ -189,10 +195,11 @@ class NeuronState:
     t: float
 
     @staticmethod
-    def rest(shape: tuple[int, ...]) -> NeuronState:
+    def rest(shape: tuple[int, ...], v: torch.Tensor | float = 0.0) -> NeuronState:
+        """Initial state: membrane ``v`` (broadcast to ``shape``), no spike yet."""
         kw = {"dtype": torch.float64}
         return NeuronState(
-            torch.zeros(shape, **kw),
+            torch.zeros(shape, **kw) + v,
             torch.full(shape, -math.inf, **kw),
             torch.full(shape, -math.inf, **kw),
             0.0,

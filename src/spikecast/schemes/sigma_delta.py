@@ -1,0 +1,210 @@
+"""Sigma-delta conversion (Yousefzadeh et al., paper 004): hysteresis-quantized neurons that
+communicate their quantized ReLU output with signed spikes of value +-theta, fed by a
+1-bit intensity-to-delay input, simulated exactly event by event.
+
+No weight normalization: the ANN's weights and biases are used as they are and the scale
+is set by the quantization level theta_l of each population (``Normalized.scales[i]`` is
+the theta of layer i's output, carried through routing layers; 1.0 for the input).
+
+Counting conventions (per frame): neurons = outputs of Linear/Conv2d/AvgPool2d layers
+(max-pool units are not neurons; their +-theta messages are ``extra["pool_messages"]``);
+spikes per neuron = (positive + negative spikes of those neurons) / neurons; synaptic
+updates = every spike, input spike and pool message x its fan-out; ANN MACs are exact
+(:func:`spikecast.metrics.ann_macs`); ``extra["ann_macs_paper_formula"]`` is the paper's
+footnote formula, which leaves out the input channels of each convolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from spikecast.graph import Conv2d, Linear, Network
+from spikecast.metrics import Curve, LayerStats, SchemeResult, ann_macs, layer_macs
+from spikecast.normalize import Normalized
+from spikecast.schemes.base import Recipe, SpikingModel
+from spikecast.sigma_delta.encoding import check_input
+from spikecast.sigma_delta.event_sim import EventSimulator, FrameState, check_delay
+from spikecast.sigma_delta.neuron import FiringRule, check_theta
+from spikecast.sigma_delta.program import Program, build_program, population_stages
+from spikecast.sigma_delta.qann import qann_predict
+from spikecast.sigma_delta.record import SimRecord
+from spikecast.sigma_delta.thresholds import Calibrated, ThresholdSpec, describe, resolve_thresholds
+from spikecast.sigma_delta.timeslice import TimeSliceSimulator
+
+
+class SimMode(str, Enum):
+    """``event``: exact asynchronous kernel; ``timeslice``: batched torch slices."""
+
+    EVENT = "event"
+    TIMESLICE = "timeslice"
+
+
+def paper_formula_macs(net: Network) -> int:
+    """The paper's footnote count: a Conv2d as out_h out_w out_ch kh kw (no input channels),
+    a Linear as in x out (455,712 for mnist-cnn, vs 1,043,712 exact)."""
+    total = 0
+    for s in net.stages():
+        if isinstance(s.layer, Conv2d):
+            total += math.prod(s.out_shape) * math.prod(s.layer.weight.shape[2:])
+        elif isinstance(s.layer, Linear):
+            total += layer_macs(s.layer, s.in_shape, s.out_shape)
+    return total
+
+
+@dataclass(frozen=True)
+class SigmaDeltaRecipe(Recipe):
+    """Sigma-delta scheme. ``theta``: a shared quantization level, one per population, or
+    :class:`Calibrated`; ``rule``: 'exact' or 'paper'; ``mode``: 'event' or 'timeslice';
+    ``input_threshold``: pixels above it spike once at 1 - p; ``delay``: synaptic delay (TU);
+    ``time_points``: how many points of the accuracy-vs-time curve (0 .. 1 - threshold)."""
+
+    name: ClassVar[str] = "sigma-delta"
+
+    theta: ThresholdSpec = 1.0
+    rule: FiringRule = FiringRule.EXACT
+    mode: SimMode = SimMode.EVENT
+    input_threshold: float = 0.2
+    delay: float = 0.0
+    time_points: int = 81
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule", FiringRule.parse(self.rule))
+        try:
+            object.__setattr__(self, "mode", SimMode(self.mode))
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in SimMode)
+            raise ValueError(f"unknown mode {self.mode!r}; allowed: {allowed}") from None
+        if isinstance(self.theta, (int, float)):
+            object.__setattr__(self, "theta", check_theta(self.theta))
+        elif not isinstance(self.theta, Calibrated):
+            thetas = tuple(check_theta(t, f"theta[{i}]") for i, t in enumerate(self.theta))
+            object.__setattr__(self, "theta", thetas)
+        if not 0.0 <= self.input_threshold < 1.0:
+            raise ValueError(f"input_threshold must be in [0, 1), got {self.input_threshold}")
+        check_delay(self.delay)
+        if self.time_points < 2:
+            raise ValueError(f"time_points must be >= 2, got {self.time_points}")
+
+    def params(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["theta"] = describe(self.theta)
+        return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
+        """Keep the weights; scales = theta of every layer's output (see module docstring)."""
+        thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold)
+        by_index = {s.index: t for s, t in zip(population_stages(net), thetas, strict=True)}
+        scales, current = [], 1.0
+        for i in range(len(net.layers)):
+            current = by_index.get(i, current)
+            scales.append(current)
+        return Normalized(net, tuple(scales))
+
+    def replace(self, normalized: Normalized, ann: Network) -> SigmaDeltaModel:
+        net = normalized.network
+        thetas = tuple(normalized.scales[s.index] for s in population_stages(net))
+        return SigmaDeltaModel(net, thetas, self)
+
+
+class SigmaDeltaModel(SpikingModel):
+    """A network of sigma-delta neurons with one theta per population."""
+
+    scheme: ClassVar[str] = "sigma-delta"
+
+    def __init__(self, network: Network, thetas: tuple[float, ...], recipe: SigmaDeltaRecipe):
+        self.network = network
+        self.thetas = thetas
+        self.recipe = recipe
+        self.program: Program = build_program(network, thetas)
+
+    def simulator(self) -> EventSimulator | TimeSliceSimulator:
+        r = self.recipe
+        if r.mode is SimMode.EVENT:
+            return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
+                                  r.time_points)
+        return TimeSliceSimulator(self.program, r.rule, r.input_threshold, r.delay,
+                                  r.time_points, r.device)
+
+    def simulate(self, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False
+                 ) -> SimRecord:
+        """Run every frame of ``x`` through the configured simulator."""
+        check_input(x, self.recipe.input_threshold)
+        sim = self.simulator()
+        if isinstance(sim, TimeSliceSimulator):
+            return sim.run(x, batch_size=batch_size)
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("sigma-delta SNN (event-driven)", total=len(x))
+            return sim.run(x, chunk=max(batch_size, 500),
+                           progress=lambda done: bar.update(task, completed=done))
+
+    def final_state(self, frame: torch.Tensor) -> FrameState:
+        """State of every node after one frame (event-driven)."""
+        r = self.recipe
+        return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
+                              r.time_points).final_state(frame)
+
+    def qann_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy of the Q-ANN with the same thetas (see ``sigma_delta.qann``)."""
+        pred = qann_predict(self.network, x, self.thetas, self.recipe.input_threshold)
+        return float((pred == y).double().mean())
+
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
+    ) -> SchemeResult:
+        """Accuracy at every time point, spikes, synaptic updates; see module docstring."""
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+        rec = self.simulate(x, batch_size=batch_size, progress=progress)
+        return self.result(rec, y)
+
+    def result(self, rec: SimRecord, y: torch.Tensor) -> SchemeResult:
+        """Turn a simulation record of labelled frames into a :class:`SchemeResult`."""
+        labels = y.cpu().numpy()
+        n = len(labels)
+        acc_at = (rec.pred_at == labels[:, None]).mean(0) if n else np.full(len(rec.times), np.nan)
+        pops = self.program.populations()
+        stages = population_stages(self.network)
+        layers = [
+            LayerStats(
+                s.name, s.neurons, float((rec.pos[:, m] + rec.neg[:, m]).mean()),
+                float(rec.updates[:, m - 1].mean()), layer_macs(s.layer, s.in_shape, s.out_shape),
+            )
+            for s, m in zip(stages, pops, strict=True)
+        ]
+        neurons = sum(s.neurons for s in stages)
+        mean_spikes = rec.spikes_at.mean(0) / neurons
+        mean_updates = rec.updates_at.mean(0)
+        acc = [float(a) for a in acc_at]
+        final = float((rec.final_pred == labels).mean()) if n else float("nan")
+        return SchemeResult(
+            scheme=self.scheme,
+            accuracy=final,
+            n_samples=n,
+            layers=layers,
+            ann_macs=ann_macs(self.network),
+            curve=Curve("time (TU)", [float(t) for t in rec.times], acc),
+            params=self.recipe.params(),
+            extra={
+                "thresholds": list(self.thetas),
+                "positive_spikes": float(rec.pos.sum(1).mean()),
+                "negative_spikes": float(rec.neg.sum(1).mean()),
+                "positive_spikes_per_layer": [float(rec.pos[:, m].mean()) for m in pops],
+                "negative_spikes_per_layer": [float(rec.neg[:, m].mean()) for m in pops],
+                "input_spikes": float(rec.input_spikes.mean()),
+                "pool_messages": float(rec.pool_msgs.sum(1).mean()),
+                "synaptic_updates": float(rec.updates.sum(1).mean()),
+                "ann_macs_paper_formula": paper_formula_macs(self.network),
+                "accuracy_vs_spikes": {"spikes_per_neuron": mean_spikes.tolist(),
+                                       "accuracy": acc},
+                "accuracy_vs_updates": {"synaptic_updates": mean_updates.tolist(),
+                                        "accuracy": acc},
+            },
+        )
