@@ -63,6 +63,10 @@ def test_round_trip_gives_identical_outputs_and_metadata(
     assert info["hyperparameters"] == trained_wine.hyperparameters
     assert info["command"] == "x"
     assert sorted(p.name for p in saved.parent.iterdir()) == ["wine.json", "wine.safetensors"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for written in (saved, sidecar_path(saved)):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_round_trip_of_plain_module_with_biases(tmp_path: Path) -> None:

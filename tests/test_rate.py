@@ -1,11 +1,12 @@
 """Rate-coded scheme: hand-computed trains, convergence to the ANN, gating, readout, counts."""
 
+import numpy as np
 import pytest
 import torch
 
 from spikecast.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
 from spikecast.metrics import fan_out
-from spikecast.rate_sim import InputCoding, lex_argmax, maxpool_gate
+from spikecast.rate_sim import InputCoding, lex_argmax, maxpool_gate, ordered_rank
 from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.rate import RateModel, RateRecipe, accuracy_at
 
@@ -137,6 +138,53 @@ def test_maxpool_gate_padding_never_wins() -> None:
     assert mem[0, 0].tolist() == [[-0.5, -0.5], [-0.5, -0.5]]
 
 
+def gate_oracle(
+    pool: MaxPool2d, spikes: np.ndarray, counts: np.ndarray, membrane: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain-numpy gating: scan every window, keep (count, v) lexicographically largest,
+    first in row-major order on ties; padded positions are skipped."""
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
+    b, c, h, w = spikes.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out, out_v = np.zeros((b, c, oh, ow)), np.zeros((b, c, oh, ow))
+    for n, ch, i, j in np.ndindex(b, c, oh, ow):
+        best = None
+        for di, dj in np.ndindex(kh, kw):
+            r, q = i * sh - ph + di, j * sw - pw + dj
+            if 0 <= r < h and 0 <= q < w:
+                cand = (counts[n, ch, r, q], membrane[n, ch, r, q])
+                if best is None or cand > best[0]:
+                    best = (cand, r, q)
+        out[n, ch, i, j] = spikes[n, ch, best[1], best[2]]
+        out_v[n, ch, i, j] = membrane[n, ch, best[1], best[2]]
+    return out, out_v
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [MaxPool2d((2, 2), (2, 2)), MaxPool2d((3, 3), (2, 2), (1, 1)), MaxPool2d((2, 3), (1, 2))],
+)
+def test_maxpool_gate_matches_numpy_oracle(pool: MaxPool2d) -> None:
+    g = torch.Generator().manual_seed(5)
+    counts = torch.randint(0, 3, (2, 3, 6, 7), generator=g).float()
+    spikes = torch.randint(0, 2, counts.shape, generator=g).float()
+    # few distinct membrane values (incl. negatives and -0.0) so every tie rule is exercised
+    membrane = torch.randint(-2, 2, counts.shape, generator=g).float() * 0.375
+    membrane[0, 0, 0, 0] = -0.0
+    out, out_v = maxpool_gate(pool, spikes, counts, membrane)
+    want, want_v = gate_oracle(pool, spikes.numpy(), counts.numpy(), membrane.numpy())
+    np.testing.assert_array_equal(out.numpy(), want)
+    np.testing.assert_array_equal(out_v.numpy(), want_v)
+
+
+def test_ordered_rank_preserves_float_order() -> None:
+    v = torch.tensor([-3e38, -2.5, -1e-30, -0.0, 0.0, 1e-45, 0.375, 1.0, 7e37])
+    ranks = ordered_rank(v)
+    assert torch.all(ranks[1:] >= ranks[:-1])
+    assert ranks[3] == ranks[4]  # -0.0 == +0.0
+    assert torch.all(ranks[[0, 1, 2, 4, 5, 6, 7]] < ranks[[1, 2, 3, 5, 6, 7, 8]])
+
+
 def test_maxpool_in_network_forwards_leading_neuron() -> None:
     # conv 1x1 (w = 1) on a 1x2 image x = (0.5, 0.75): the 0.75 neuron leads the pool.
     # Its train (subtract): v .75, 1.5->s2, 1.25->s3, 1.0->s4 -> spikes at 2, 3, 4 (3 in 4 steps)
@@ -252,8 +300,9 @@ def test_one_long_run_gives_every_shorter_horizon() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"steps": 0}, "steps must be an integer >= 1"),
-        ({"steps": 2.5}, "steps must be an integer >= 1"),
+        ({"steps": 0}, r"steps must be an integer in \[1, 2097152\]"),
+        ({"steps": 2.5}, "steps must be an integer in"),
+        ({"steps": 2**21 + 1}, "steps must be an integer in"),
         ({"percentile": 0}, r"percentile must be in \(0, 100\]"),
         ({"percentile": 100.5}, r"percentile must be in \(0, 100\]"),
         ({"normalization": "max"}, "allowed: 'data', 'model', 'none'"),
@@ -287,3 +336,18 @@ def test_bad_inputs_raise() -> None:
         unnormalized(net).simulate(torch.ones(2, 3), 3)
     with pytest.raises(ValueError, match="3 inputs but 2 labels"):
         unnormalized(net).evaluate(torch.ones(3, 1), torch.zeros(2, dtype=torch.long))
+
+
+class Square:
+    """A layer type the rate simulator does not know."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+def test_unsupported_layer_is_named() -> None:
+    net = Network((Linear(torch.ones(2, 2)), Square()), ("fc", "sq"), (2,))
+    with pytest.raises(ValueError, match="layer 'sq': Square is not supported"):
+        unnormalized(net).simulate(torch.ones(1, 2), 2)
+    with pytest.raises(ValueError, match="no synaptic layer"):
+        unnormalized(Network((Flatten(),), ("flat",), (2,))).simulate(torch.ones(1, 2), 2)

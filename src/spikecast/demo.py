@@ -24,7 +24,8 @@ def run_demo(
     out = Path(out)
     data = load_dataset("wine", seed=seed)
     trained = train_model(
-        "wine-fc", data, epochs=DEMO_EPOCHS, seed=seed, lr=1e-2, batch_size=32, progress=progress
+        "wine-fc", data, epochs=DEMO_EPOCHS, seed=seed, lr=1e-2, batch_size=32,
+        progress=progress, threads=1,
     )
     x, y = data.x_test[:limit], data.y_test[:limit]
     net = capture(trained.model, data.sample_shape)

@@ -4,12 +4,15 @@ Every synaptic layer (Linear, Conv2d, AvgPool2d) feeds one population of IF neur
 (:mod:`spikecast.neurons.integrate_fire`). At every step t = 1..T:
 
 * input: ``CONSTANT`` coding injects the analog current W x + b into the first synaptic
-  layer's neurons (computed once); ``POISSON`` coding draws a spike for pixel i with
+  layer's neurons (computed once; routing layers before it act on the analog x, so a
+  max-pool there is the exact max); ``POISSON`` coding draws a spike for pixel i with
   probability x_i (seeded generator), and those unit spikes go through the first layer;
 * synaptic layer l: I_l = W_l (theta s_{l-1}) + b_l -- an IF spike carries the charge
-  theta it removed by reset, and the bias is injected every step, so the rate r_l of
+  theta (what reset by subtraction removes) and the bias is injected every step, so the rate r_l of
   population l satisfies theta r_l ~ max(0, W_l theta r_{l-1} + b_l), the normalized ANN
   activation;
+* every synaptic layer feeds IF neurons, with or without a ReLU in the ANN (IF neurons
+  rectify; the output layer's ANN values below 0 map to silence);
 * MaxPool2d gates spike trains (:func:`maxpool_gate`); Flatten reshapes;
 * readout: the output neuron with the most spikes so far, ties broken by the larger
   output membrane potential, then the lowest index (:func:`lex_argmax`).
@@ -60,13 +63,14 @@ def lex_argmax(primary: torch.Tensor, secondary: torch.Tensor, dim: int) -> torc
     return masked.argmax(dim)
 
 
-def _windows(t: torch.Tensor, layer: MaxPool2d, pad_value: float) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H_out, W_out, kh kw): every pooling window, row-major, with
-    padding filled with ``pad_value``."""
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-    padded = F.pad(t, (pw, pw, ph, ph), value=pad_value) if ph or pw else t
-    win = padded.unfold(2, kh, sh).unfold(3, kw, sw)
-    return win.reshape(*win.shape[:4], kh * kw)
+MAX_STEPS = 2**21  # keeps the max-pool gating key count x 2^32 + rank exact in float64
+
+
+def ordered_rank(v: torch.Tensor) -> torch.Tensor:
+    """Order-preserving int32 image of float32 ``v`` (a < b iff rank(a) < rank(b); -0 = +0):
+    the IEEE bits, with the 31 magnitude bits flipped for negative numbers."""
+    bits = (v.float() + 0.0).view(torch.int32)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
 
 
 def maxpool_gate(
@@ -79,20 +83,32 @@ def maxpool_gate(
 
     Each pooling unit forwards this step's spikes of the input neuron in its window with
     the largest spike count so far (``counts`` includes this step's ``spikes``); ties go to
-    the larger membrane potential, then to the lowest row-major index in the window.
-    Padding never wins (count -1). Returns the pooled spikes and the selected neurons'
+    the larger membrane potential, then to the lowest row-major index in the window; zero
+    padding never wins. The choice is exact: one native max-pool (which keeps the first
+    maximum of a window) over the float64 key count x 2^32 + :func:`ordered_rank` (v), valid
+    for counts below :data:`MAX_STEPS`. Returns the pooled spikes and the selected neurons'
     membranes (zeros when ``membrane`` is None, e.g. for input spikes).
     """
     if membrane is None:
         membrane = torch.zeros_like(spikes)
-    count_w = _windows(counts, layer, -1.0)
-    mem_w = _windows(membrane, layer, 0.0)
-    pick = lex_argmax(count_w, mem_w, dim=-1).unsqueeze(-1)
-    pooled = _windows(spikes, layer, 0.0).gather(-1, pick).squeeze(-1)
-    return pooled, mem_w.gather(-1, pick).squeeze(-1)
+    key = counts.double() * 2.0**32 + ordered_rank(membrane).double()
+    _, pick = F.max_pool2d(
+        key, layer.kernel_size, layer.stride, layer.padding, return_indices=True
+    )
+    flat_pick = pick.flatten(2)
+    pooled = spikes.flatten(2).gather(2, flat_pick).reshape(pick.shape)
+    pooled_mem = membrane.flatten(2).gather(2, flat_pick).reshape(pick.shape)
+    return pooled, pooled_mem
 
 
 def _first_synaptic(stages: list[Stage]) -> int:
+    """Index of the first synaptic stage; rejects layers the simulator cannot run."""
+    for stage in stages:
+        if not (stage.synaptic or isinstance(stage.layer, (MaxPool2d, Flatten))):
+            raise ValueError(
+                f"layer {stage.name!r}: {type(stage.layer).__name__} is not supported by the "
+                "rate simulator (Linear, Conv2d, AvgPool2d, MaxPool2d, Flatten, ReLU)"
+            )
     for i, stage in enumerate(stages):
         if stage.synaptic:
             return i
@@ -108,8 +124,8 @@ def simulate(
     generator: torch.Generator | None = None,
 ) -> RateOutput:
     """Run ``steps`` clock steps of the rate-coded network ``net`` on the batch ``x``."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {steps}")
     if tuple(x.shape[1:]) != tuple(net.input_shape):
         raise ValueError(
             f"input samples have shape {tuple(x.shape[1:])}, the network expects "
@@ -170,14 +186,9 @@ def simulate(
                     signal, membrane = maxpool_gate(
                         s.layer, signal, pool_counts[s.index], membrane
                     )
-                elif isinstance(s.layer, Flatten):
+                else:
                     signal = signal.flatten(1)
                     membrane = None if membrane is None else membrane.flatten(1)
-                else:
-                    raise ValueError(
-                        f"layer {s.name!r}: {type(s.layer).__name__} is not supported by the "
-                        "rate simulator (Linear, Conv2d, AvgPool2d, MaxPool2d, Flatten)"
-                    )
             predictions[t] = lex_argmax(
                 counts[out_index].flatten(1), states[out_index].v.flatten(1), dim=1
             )

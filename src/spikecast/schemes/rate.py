@@ -19,7 +19,7 @@ from spikecast.graph import Network
 from spikecast.metrics import Curve, SchemeResult, SpikeCounter, ann_macs, layer_macs
 from spikecast.neurons.integrate_fire import Choice, IFParams, Reset
 from spikecast.normalize import Normalized, data_based, model_based
-from spikecast.rate_sim import InputCoding, RateOutput, simulate
+from spikecast.rate_sim import MAX_STEPS, InputCoding, RateOutput, simulate
 from spikecast.schemes.base import Recipe, SpikingModel
 
 
@@ -51,8 +51,14 @@ class RateRecipe(Recipe):
     threshold: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"rate recipe: steps must be an integer >= 1, got {self.steps!r}")
+        if (
+            isinstance(self.steps, bool)
+            or not isinstance(self.steps, int)
+            or not 1 <= self.steps <= MAX_STEPS
+        ):
+            raise ValueError(
+                f"rate recipe: steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}"
+            )
         if not 0 < float(self.percentile) <= 100:
             raise ValueError(f"rate recipe: percentile must be in (0, 100], got {self.percentile}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
