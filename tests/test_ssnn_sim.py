@@ -1,5 +1,7 @@
 """Event-driven vs clock-driven agreement, readout rules, network building and calibration."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -25,11 +27,20 @@ def random_circuit(seed: int, sizes=(4, 6, 3), window=2e-6, phase="aligned"):
     layers = [
         DenseLayer(f"l{i}", torch.randn(o, n, generator=gen, dtype=torch.float64) * 0.6,
                    torch.zeros(o, dtype=torch.float64))
-        for i, (n, o) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        for i, (n, o) in enumerate(itertools.pairwise(sizes))
     ]
     params = CircuitParams(window=window, encoder=PWMEncoder(phase=phase, phase_seed=seed))
     duty = torch.rand(3, sizes[0], generator=gen, dtype=torch.float64)
     return build_circuit(layers, params, (8e-6, 2e-4)), duty
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The clock simulator's small per-step ops run fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def total_mismatch(a, b) -> int:
@@ -50,14 +61,14 @@ def test_event_and_clock_agree_exactly_on_sparse_events(seed):
 
 
 def test_clock_converges_to_event_when_events_are_dense():
-    """Random phases over 40 inputs put many edges inside one 5 ns step."""
-    net, duty = random_circuit(7, sizes=(40, 12, 3), window=1e-6, phase="random")
+    """Random phases over 40 inputs put many edges inside one 20 ns step."""
+    net, duty = random_circuit(7, sizes=(40, 12, 3), window=0.6e-6, phase="random")
     phase = net.params.encoder.phases(net.n_inputs)
     ev = simulate_events(net, duty, phase, n_points=1)
-    coarse = total_mismatch(ev, simulate_clock(net, duty, phase, dt=5e-9, n_points=1))
-    fine = total_mismatch(ev, simulate_clock(net, duty, phase, dt=0.1e-9, n_points=1))
+    coarse = total_mismatch(ev, simulate_clock(net, duty, phase, dt=20e-9, n_points=1))
+    fine = total_mismatch(ev, simulate_clock(net, duty, phase, dt=0.25e-9, n_points=1))
     spikes = sum(int(c.sum()) for c in ev.counts)
-    assert fine <= coarse
+    assert fine < coarse
     assert fine <= 0.02 * spikes
 
 

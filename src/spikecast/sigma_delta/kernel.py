@@ -7,11 +7,11 @@ Processing order (the deterministic tie-break):
    bias; the spikes wait in a FIFO queue.
 2. Input spikes in (time, pixel index) order; each one is pushed to the queue.
 3. After each of those, the queue is drained first-in first-out: a spike of node m updates
-   every target in node m+1 immediately (v += w * sign * theta_m), in the order of the
-   connection table, and each target applies its firing rule right after its update; its
-   spikes join the tail of the queue. Max-pool units react at once when a source's count
-   changes: a unit keeps the largest count in its window and sends one message per step
-   of that maximum (sign of the step), which joins the queue like a spike.
+   every target in node m+1 at the same instant (v += w * sign * theta_m), each target
+   applying its firing rule right after its own update; then the targets that fired, in
+   connection-table order, send their spikes to the tail of the queue. Max-pool units
+   react as soon as a source's count changes: a unit keeps the largest count in its window
+   and sends one message per step of that maximum (sign of the step), queued like a spike.
 
 The FIFO order is breadth-first, i.e. node by node: the order every neuron receives its
 events in is the order they would arrive in with a uniform synaptic delay (see
@@ -103,7 +103,7 @@ def _route(m0, j0, n0, q, node_offset, stage_kind, src_ptr_offset, src_ptr, targ
 @njit(cache=True)
 def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, stage_kind,
            src_ptr_offset, src_ptr, target, weight, win_ptr_offset, win_ptr, win_src,
-           stack, pos, neg, updates, pool_msgs):  # pragma: no cover - compiled
+           stack, fired, pos, neg, updates, pool_msgs):  # pragma: no cover - compiled
     """Deliver queued spikes first-in first-out until the network is quiet."""
     head = 0
     while head < tail:
@@ -118,20 +118,25 @@ def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, stage_kin
         dst = node_offset[m + 1]
         theta = node_theta[m + 1]
         relu = node_relu[m + 1]
+        n_fired = 0
         for e in range(p0, p1):
-            t = target[e]
-            i = dst + t
+            i = dst + target[e]
             v[i] += weight[e] * charge
             n = fire_count(v[i], q[i], theta, relu, rule)
             if n != 0:
                 q[i] += n
-                if n > 0:
-                    pos[m + 1] += n
-                else:
-                    neg[m + 1] -= n
-                fifo, tail = _route(m + 1, t, n, q, node_offset, stage_kind, src_ptr_offset,
-                                    src_ptr, target, win_ptr_offset, win_ptr, win_src, fifo,
-                                    tail, stack, pool_msgs)
+                fired[n_fired, 0] = target[e]
+                fired[n_fired, 1] = n
+                n_fired += 1
+        for k in range(n_fired):
+            n = fired[k, 1]
+            if n > 0:
+                pos[m + 1] += n
+            else:
+                neg[m + 1] -= n
+            fifo, tail = _route(m + 1, fired[k, 0], n, q, node_offset, stage_kind,
+                                src_ptr_offset, src_ptr, target, win_ptr_offset, win_ptr,
+                                win_src, fifo, tail, stack, pool_msgs)
     return fifo
 
 
@@ -156,6 +161,7 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
     fifo = np.empty(4096, np.int64)
     tail = 0
     stack = np.empty((_STACK, 3), np.int64)
+    fired = np.empty((max(1, np.max(np.diff(src_ptr))), 2), np.int64)
     for m in range(1, n_nodes):
         if node_kind[m] != _POPULATION:
             continue
@@ -186,13 +192,13 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
             if tail > 0:
                 fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu,
                               stage_kind, src_ptr_offset, src_ptr, target, weight,
-                              win_ptr_offset, win_ptr, win_src, stack, pos, neg, updates,
-                              pool_msgs)
+                              win_ptr_offset, win_ptr, win_src, stack, fired, pos, neg,
+                              updates, pool_msgs)
                 tail = 0
         if tail > 0:
             fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu,
                           stage_kind, src_ptr_offset, src_ptr, target, weight, win_ptr_offset,
-                          win_ptr, win_src, stack, pos, neg, updates, pool_msgs)
+                          win_ptr, win_src, stack, fired, pos, neg, updates, pool_msgs)
             tail = 0
         if g < grid.shape[0]:
             pred_at[g] = _readout(v, q, lo, hi)

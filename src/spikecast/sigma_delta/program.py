@@ -5,7 +5,9 @@ then one node per synaptic stage (a population of neurons) or MaxPool2d stage (p
 Flatten is free in flat indexing and adds no node. Between node m and m+1 sits one stage:
 
 * ``SYNAPSES``: a CSR table source -> (target, weight); Linear, Conv2d (stride, zero
-  padding) and AvgPool2d (depthwise, weight 1 / (kh kw), padding counted in the mean);
+  padding) and AvgPool2d (depthwise, weight 1 / (kh kw), padding counted in the mean).
+  Targets are int32 and weights float32 (exact for float32 models; the simulators
+  accumulate membrane potentials in float64);
 * ``MAXPOOL``: a CSR table source -> pool units that contain it, and unit -> window.
 """
 
@@ -204,8 +206,8 @@ def build_program(net: Network, thetas: tuple[float, ...]) -> Program:
         stage_kind=np.array(stage_kind, np.int64),
         src_ptr_offset=np.array(src_off[:-1], np.int64),
         src_ptr=np.concatenate(src_ptr).astype(np.int64),
-        target=np.concatenate(targets).astype(np.int64),
-        weight=np.concatenate(weights).astype(np.float64),
+        target=np.concatenate(targets).astype(np.int32),
+        weight=np.concatenate(weights).astype(np.float32),
         win_ptr_offset=np.array(win_off[:-1], np.int64),
         win_ptr=np.concatenate(win_ptr).astype(np.int64),
         win_src=np.concatenate(win_src).astype(np.int64) if win_src else np.zeros(0, np.int64),

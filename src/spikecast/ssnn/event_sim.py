@@ -106,6 +106,28 @@ def _input_edges(duty, phase, period, window):
 
 
 @numba.njit(cache=True)
+def _group_inputs(duty, phase, w_flat, w_off, n_out):
+    """Merge inputs with identical PWM signals (same duty and phase) into one source whose
+    weight row is the sum of theirs: exact, and far fewer edges for aligned phases."""
+    n_in = duty.shape[0]
+    order = np.argsort(duty * 4.0 + phase / (phase.max() + 1.0), kind="mergesort")
+    group_duty = np.empty(n_in)
+    group_phase = np.empty(n_in)
+    rows = np.zeros((n_in, n_out))
+    g = -1
+    for k in range(n_in):
+        i = order[k]
+        if g < 0 or duty[i] != group_duty[g] or phase[i] != group_phase[g]:
+            g += 1
+            group_duty[g] = duty[i]
+            group_phase[g] = phase[i]
+        base = w_off + i * n_out
+        for j in range(n_out):
+            rows[g, j] += w_flat[base + j]
+    return group_duty[:g + 1], group_phase[:g + 1], rows[:g + 1].ravel()
+
+
+@numba.njit(cache=True)
 def _add_source(current, w_flat, w_off, n_src_out, start_out, src, sign):
     base = w_off + src * n_src_out
     for j in range(n_src_out):
@@ -131,10 +153,11 @@ def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off,
     refr_end = np.zeros(n)
     high = np.zeros(n, dtype=np.bool_)
     pulse_end = np.zeros(n)
-    edge_t, edge_src, high0 = _input_edges(duty, phase, period, window)
-    for i in range(duty.shape[0]):
+    g_duty, g_phase, g_rows = _group_inputs(duty, phase, w_flat, w_off[0], sizes[0])
+    edge_t, edge_src, high0 = _input_edges(g_duty, g_phase, period, window)
+    for i in range(g_duty.shape[0]):
         if high0[i]:
-            _add_source(current, w_flat, w_off[0], sizes[0], 0, i, 1.0)
+            _add_source(current, g_rows, 0, sizes[0], 0, i, 1.0)
     t = 0.0
     e = 0
     c = 0
@@ -197,7 +220,7 @@ def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off,
         while e < n_edges and edge_t[e] <= t:
             src = edge_src[e]
             sign = 1.0 if src > 0 else -1.0
-            _add_source(current, w_flat, w_off[0], sizes[0], 0, abs(src) - 1, sign)
+            _add_source(current, g_rows, 0, sizes[0], 0, abs(src) - 1, sign)
             e += 1
         for j in range(n):
             if refr[j] or not (j == first or v[j] >= vth[j] * (1.0 - CROSSING_TOLERANCE)):

@@ -1,0 +1,207 @@
+"""Run the ANN and every scheme on the same samples and build the extended results.
+
+The results dict extends the :class:`~spikecast.metrics.RunResults` contract: every scheme
+entry gains ``effective_acs``, ``effective_macs``, ``dense_ops``, ``neuron_updates``,
+``activation_sparsity``, ``latency``, ``energy_J`` ({preset: {"ann": J, "snn": J}}),
+``fidelity``, ``firing``, ``confusion``, ``curves`` (accuracy vs time fraction, spikes per
+neuron and operations) and ``wall_s``; ``ann`` gains its workload, sparsities, footprint
+and confusion matrix; schemes that cannot convert the model are listed under ``failed``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikecast.capture import capture
+from spikecast.data import Dataset
+from spikecast.energy import network_counts
+from spikecast.energy_presets import InferenceEnergy, all_presets, estimate_energy
+from spikecast.fidelity import layer_fidelity
+from spikecast.graph import Network
+from spikecast.latency import accuracy_at_fractions, latency
+from spikecast.metrics import RunResults, SchemeResult, accuracy, ann_macs
+from spikecast.opcounts import Workload, ann_workload, connection_sparsity, footprint_bytes
+from spikecast.opcounts import snn_workload as count_snn
+from spikecast.report.adapters import (
+    LayerProbe,
+    probe_layers,
+    readouts,
+    recording,
+    trace_from_protocol,
+)
+from spikecast.schemes import RECIPES, convert, get_recipe
+from spikecast.schemes.base import SpikingModel
+
+HISTOGRAM_BINS = 20
+
+
+@dataclass
+class CompareConfig:
+    """What to compare and how: scheme names and their recipe parameters, test samples
+    (``limit`` None = all), calibration and fidelity subset sizes, energy presets."""
+
+    schemes: tuple[str, ...] = tuple(RECIPES)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    limit: int | None = None
+    calib_samples: int = 2000
+    fidelity_samples: int = 64
+    batch_size: int = 256
+    seed: int = 0
+    presets: dict[str, InferenceEnergy] = field(default_factory=all_presets)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.schemes if s not in RECIPES]
+        if unknown or not self.schemes:
+            raise ValueError(f"unknown schemes {unknown}; known: {', '.join(RECIPES)}")
+        extra = set(self.params) - set(self.schemes)
+        if extra:
+            raise ValueError(f"parameters given for schemes not compared: {sorted(extra)}")
+        for key in ("calib_samples", "fidelity_samples", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> list[list[int]]:
+    """counts[true][predicted]."""
+    flat = labels.long() * n_classes + pred.long()
+    return torch.bincount(flat, minlength=n_classes**2).reshape(n_classes, n_classes).tolist()
+
+
+def _calibration(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    if n >= len(x):
+        return x
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx]
+
+
+def _curves(result: SchemeResult, work: Workload) -> dict[str, Any]:
+    """Accuracy vs fraction of the window, vs spikes per neuron and vs operations. Spikes
+    and ACs grow linearly with time unless the scheme reports exact cumulative curves."""
+    curve = result.curve
+    if curve is None or not curve.x:
+        return {}
+    end = curve.x[-1]
+    frac = [t / end for t in curve.x]
+    exact_spikes = result.extra.get("accuracy_vs_spikes")
+    exact_ops = result.extra.get("accuracy_vs_updates")
+    spikes = (exact_spikes["spikes_per_neuron"] if exact_spikes
+              else [result.spikes_per_neuron * f for f in frac])
+    ops = ([work.effective_macs + u for u in exact_ops["synaptic_updates"]] if exact_ops
+           else [work.effective_macs + work.effective_acs * f for f in frac])
+    return {
+        "time": {"x_label": curve.x_label, "x": curve.x, "fraction": frac,
+                 "accuracy": curve.accuracy},
+        "spikes": {"x": spikes, "accuracy": curve.accuracy, "exact": bool(exact_spikes)},
+        "ops": {"x": ops, "accuracy": curve.accuracy, "exact": bool(exact_ops)},
+    }
+
+
+def _firing(probe: LayerProbe | None, names: list[str]) -> list[dict[str, Any]]:
+    if probe is None or probe.counts is None:
+        return []
+    out = []
+    for name, counts in zip(names, probe.counts, strict=True):
+        per_neuron = counts.mean(0).numpy()
+        hist, edges = np.histogram(per_neuron, bins=HISTOGRAM_BINS)
+        out.append({"name": name, "label": probe.count_label, "counts": hist.tolist(),
+                    "edges": edges.tolist(), "silent_fraction": float((per_neuron == 0).mean())})
+    return out
+
+
+def _scheme_entry(
+    net: Network, snn: SpikingModel, result: SchemeResult, outputs: list[Any],
+    x: torch.Tensor, y: torch.Tensor, ann_work: Workload, n_classes: int, cfg: CompareConfig,
+) -> dict[str, Any]:
+    work = count_snn(net, result, x)
+    reads = readouts(snn, outputs) or trace_from_protocol(snn, x)
+    if reads is not None:
+        lat: dict[str, Any] = latency(reads.trace, y).to_dict()
+        confusion = confusion_matrix(reads.final, y, n_classes)
+    else:
+        lat = {"mean": None, "median": None, "p95": None,
+               "unit": result.curve.x_label if result.curve else None,
+               "window": result.curve.x[-1] if result.curve else None,
+               "accuracy_at": accuracy_at_fractions(result.curve) if result.curve else {}}
+        confusion = None
+    sub = x[: cfg.fidelity_samples]
+    probe = probe_layers(snn, net, sub)
+    names = [s.name for s in net.stages() if s.synaptic]
+    fidelity = ([f.to_dict() for f in layer_fidelity(net, sub, probe.outputs,
+                                                     scaled=probe.scaled)]
+                if probe is not None and probe.outputs is not None else [])
+    counts = network_counts(net)
+    return result.to_dict() | {
+        "effective_acs": work.effective_acs,
+        "effective_macs": work.effective_macs,
+        "dense_ops": work.dense,
+        "neuron_updates": work.neuron_updates,
+        "activation_sparsity": work.activation_sparsity,
+        "latency": lat,
+        "energy_J": estimate_energy(cfg.presets, ann_work, work, counts),
+        "workload": work.to_dict(),
+        "fidelity": fidelity,
+        "firing": _firing(probe, names),
+        "confusion": confusion,
+        "curves": _curves(result, work),
+    }
+
+
+def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
+            model_name: str = "") -> dict[str, Any]:
+    """Evaluate the ANN and every scheme of ``cfg`` on the same test samples of ``data``."""
+    net = model if isinstance(model, Network) else capture(model, data.sample_shape)
+    x, y = data.x_test[: cfg.limit], data.y_test[: cfg.limit]
+    calib = _calibration(data.x_train, cfg.calib_samples, cfg.seed)
+    with torch.no_grad():
+        ann_pred = torch.cat([net(x[i : i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
+    ann_work = ann_workload(net, x)
+    run = RunResults(data.name, accuracy(ann_pred, y), ann_macs(net), len(x))
+    entries: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for name in cfg.schemes:
+        torch.manual_seed(cfg.seed)
+        start = time.perf_counter()
+        try:
+            snn = convert(net, get_recipe(name, **cfg.params.get(name, {})), calib_x=calib)
+            with recording(snn) as outputs:
+                result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
+        except ValueError as exc:
+            failed[name] = str(exc)
+            continue
+        run.schemes[name] = result
+        entries[name] = _scheme_entry(net, snn, result, outputs, x, y, ann_work,
+                                      data.n_classes, cfg)
+        entries[name]["wall_s"] = time.perf_counter() - start
+    out = run.to_dict()
+    out["ann"] = {
+        "accuracy": run.ann_accuracy,
+        "macs": run.ann_macs,
+        "effective_macs": ann_work.effective_macs,
+        "effective_acs": ann_work.effective_acs,
+        "dense_ops": ann_work.dense,
+        "activation_sparsity": ann_work.activation_sparsity,
+        "connection_sparsity": connection_sparsity(net),
+        "footprint_bytes": footprint_bytes(net),
+        "workload": ann_work.to_dict(),
+        "confusion": confusion_matrix(ann_pred, y, data.n_classes),
+        "energy_J": {name: p.ann_energy_J(ann_work, network_counts(net))
+                     for name, p in cfg.presets.items()},
+    }
+    out["schemes"] = entries
+    out["failed"] = failed
+    out["model"] = model_name
+    out["energy_presets"] = {name: p.source for name, p in cfg.presets.items()}
+    counts = network_counts(net)
+    out["network"] = {"inputs": counts.n_inputs, "synapses": counts.n_synapses,
+                      "neurons": counts.n_neurons}
+    return out
+
