@@ -54,9 +54,12 @@ def test_ssnn_180nm_reproduces_the_paper() -> None:
     # 0.294 uW (0.141 mW), hence 1.421 mW
     assert power == pytest.approx(1.424e-3, rel=3e-3)
     assert power == pytest.approx(13 * 0.88e-3 / 13 + 480 * 0.294e-6 + 33 * 12.12e-6)
-    mnist = NetworkCounts(784, 784 * 500 + 500 * 10, 510)
+    mnist = network_counts(capture(ARCHITECTURES["mnist-fc"].build(), (1, 28, 28)))
+    assert mnist == NetworkCounts(784, 784 * 500 + 500 * 10, 510)
     assert preset.snn_energy_J(SNN, mnist) == pytest.approx(0.88e-6, rel=5e-3)
     assert preset.ann_energy_J(ANN, mnist) is None
+    assert preset.snn_energy_J(SNN, mnist, "ssnn") == preset.snn_energy_J(SNN, mnist)
+    assert preset.snn_energy_J(SNN, mnist, "rate") is None
 
 
 def test_digital_presets_satisfy_the_energy_model_protocol() -> None:
@@ -69,9 +72,10 @@ def test_digital_presets_satisfy_the_energy_model_protocol() -> None:
 
 
 def test_estimate_energy_table() -> None:
-    table = estimate_energy(all_presets(), ANN, SNN, COUNTS)
+    table = estimate_energy(all_presets(), ANN, SNN, COUNTS, "rate")
     assert set(table) == {"ssnn-180nm", "cmos-45nm-fp32", "cmos-45nm-int8", "loihi"}
     assert table["cmos-45nm-fp32"] == pytest.approx({"ann": 4600 * PJ, "snn": 2530 * PJ})
+    assert table["ssnn-180nm"] == {"ann": None, "snn": None}
 
 
 def test_user_presets_from_toml_and_json(tmp_path: Path) -> None:

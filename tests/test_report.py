@@ -83,6 +83,24 @@ class FakeRecipe(Recipe):
         return FakeModel(ann)
 
 
+class PlainModel(SpikingModel):
+    """A scheme exposing nothing beyond ``evaluate``."""
+
+    scheme: ClassVar[str] = "plain"
+
+    def __init__(self, net: Network) -> None:
+        self.inner = FakeModel(net)
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
+                 progress: bool = False) -> SchemeResult:
+        return self.inner.evaluate(x, y)
+
+
+class PlainRecipe(FakeRecipe):
+    def replace(self, normalized: Normalized, ann: Network) -> PlainModel:
+        return PlainModel(ann)
+
+
 class BrokenRecipe(FakeRecipe):
     def replace(self, normalized: Normalized, ann: Network) -> FakeModel:
         raise ValueError("broken: Conv2d layers are not supported")
@@ -121,6 +139,18 @@ def test_fake_scheme_entry_golden(fake_results: dict[str, Any]) -> None:
     json.dumps(fake_results)
 
 
+def test_scheme_without_protocols_still_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(RECIPES, "plain", "tests:PlainRecipe")
+    monkeypatch.setattr(compare_module, "get_recipe", lambda name, **p: PlainRecipe())
+    results = compare(_net(), _data(), CompareConfig(schemes=("plain",)))
+    entry = results["schemes"]["plain"]
+    assert entry["latency"]["mean"] is None
+    assert entry["latency"]["accuracy_at"]["1"] == pytest.approx(entry["accuracy"])
+    assert entry["fidelity"] == [] and entry["firing"] == [] and entry["confusion"] is None
+    html = render(results)
+    assert "no scheme result carries a confusion matrix" in html
+
+
 def test_confusion_matrix_golden() -> None:
     got = confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 3)
     assert got == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
@@ -151,8 +181,9 @@ def _check_html(html: str, n_schemes: int) -> _Collector:
     parser.feed(html)
     parser.close()
     assert "http://" not in html and "https://" not in html and not parser.urls
-    assert {"schemes"} | {fig_id for fig_id, _, _ in FIGURES} <= parser.ids
-    assert parser.rows == 1 + 1 + n_schemes
+    assert {"schemes", "layers"} | {fig_id for fig_id, _, _ in FIGURES} <= parser.ids
+    # scheme table: header, ANN, schemes; layer table: header, 2 layers per scheme
+    assert parser.rows == (1 + 1 + n_schemes) + (1 + 2 * n_schemes)
     for src in parser.imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -184,7 +215,7 @@ def test_report_command_rerenders(fake_results: dict[str, Any], tmp_path: Path) 
 def test_parse_scheme_params() -> None:
     assert parse_scheme_params(["rate.steps=25", "ssnn.phase=random"], ("rate", "ssnn")) == {
         "rate": {"steps": 25}, "ssnn": {"phase": "random"}}
-    with pytest.raises(ValueError, match="SCHEME.KEY=VALUE"):
+    with pytest.raises(ValueError, match=r"SCHEME\.KEY=VALUE"):
         parse_scheme_params(["steps=25"], ("rate",))
     with pytest.raises(ValueError, match="not among"):
         parse_scheme_params(["ssnn.x=1"], ("rate",))
@@ -199,7 +230,8 @@ def test_every_real_scheme_end_to_end() -> None:
     torch.manual_seed(0)
     net = Network((Linear(torch.randn(8, 4) * 0.8), ReLU(), Linear(torch.randn(3, 8) * 0.8)),
                   ("fc1", "relu", "fc2"), (4,))
-    results = compare(net, _data(), CompareConfig(limit=12, fidelity_samples=6), "tiny")
+    results = compare(net, _data(), CompareConfig(limit=12, fidelity_samples=6, batch_size=5),
+                      "tiny")
     assert not results["failed"], results["failed"]
     assert set(results["schemes"]) == set(RECIPES)
     for name, entry in results["schemes"].items():

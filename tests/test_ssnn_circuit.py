@@ -158,3 +158,17 @@ def test_event_counts_never_exceed_max_rate():
     res = simulate_events(net, torch.tensor([[1.0]], dtype=torch.float64),
                           torch.zeros(1, dtype=torch.float64))
     assert int(res.counts[0][0, 0]) == math.floor(5e-6 / T_REFRACTORY) + 1
+
+
+def test_golden_precharged_membrane():
+    """v_init = 0.5: C starts at 0.45 V, so 150 ns of 3 mV/ns reach threshold; after the
+    reset the half-duty pattern needs 1.5 periods again: 150, 900, 1700 ns."""
+    layer = DenseLayer("fc", torch.ones(1, 1, dtype=torch.float64),
+                       torch.zeros(1, dtype=torch.float64))
+    net = build_circuit([layer], CircuitParams(window=2e-6, v_init=0.5), (3e-6,))
+    rec = record_sample(net, torch.tensor([0.5], dtype=torch.float64),
+                        torch.zeros(1, dtype=torch.float64))
+    times = rec.spike_times[0][~np.isnan(rec.spike_times[0])]
+    assert np.allclose(times / NS, [150, 900, 1700], atol=1e-6)
+    clock = simulate_clock(net, torch.tensor([[0.5]]), torch.zeros(1, dtype=torch.float64))
+    assert int(clock.counts[0][0, 0]) == 3

@@ -7,7 +7,8 @@ Digital presets price the NeuroBench counts of :mod:`spikecast.opcounts`:
 
 (the ANN is credited with skipping zero activations, which favours the ANN). The analog
 ``ssnn-180nm`` preset of :mod:`spikecast.energy` is static power x window and prices only
-the SNN. Users add presets from a TOML or JSON file (:func:`load_presets`)::
+the SNN of the scheme its circuit implements (``ssnn``). Users add presets from a TOML or
+JSON file (:func:`load_presets`)::
 
     [my-chip]
     e_mac_pJ = 1.2
@@ -50,7 +51,9 @@ class InferenceEnergy(Protocol):
 
     def ann_energy_J(self, ann: Workload, counts: NetworkCounts) -> float | None: ...
 
-    def snn_energy_J(self, snn: Workload, counts: NetworkCounts) -> float | None: ...
+    def snn_energy_J(
+        self, snn: Workload, counts: NetworkCounts, scheme: str | None = None
+    ) -> float | None: ...
 
 
 def _check_energy(name: str, key: str, value: float | None) -> None:
@@ -82,8 +85,10 @@ class DigitalEnergyModel:
         """MACs_eff E_MAC + ACs_eff E_AC of the ANN's pass."""
         return self._ops_J(ann)
 
-    def snn_energy_J(self, snn: Workload, counts: NetworkCounts) -> float | None:
-        """MACs_eff E_MAC + ACs_eff E_AC + neuron updates E_update."""
+    def snn_energy_J(
+        self, snn: Workload, counts: NetworkCounts, scheme: str | None = None
+    ) -> float | None:
+        """MACs_eff E_MAC + ACs_eff E_AC + neuron updates E_update (any scheme)."""
         ops = self._ops_J(snn)
         return None if ops is None else ops + snn.neuron_updates * self.e_neuron_update_J
 
@@ -98,10 +103,12 @@ class DigitalEnergyModel:
 class CircuitPreset:
     """An analog circuit model of :mod:`spikecast.energy`: E_SNN = static power x window.
 
-    The circuit only runs SNNs, so the ANN energy is None.
+    The circuit runs only the SNN of the ``schemes`` it implements: the ANN energy, and the
+    SNN energy of any other scheme, is None.
     """
 
     circuit: CircuitEnergyModel
+    schemes: tuple[str, ...] = ("ssnn",)
 
     @property
     def name(self) -> str:
@@ -118,8 +125,13 @@ class CircuitPreset:
     def ann_energy_J(self, ann: Workload, counts: NetworkCounts) -> float | None:
         return None
 
-    def snn_energy_J(self, snn: Workload, counts: NetworkCounts) -> float | None:
-        """P(n_inputs, n_synapses, n_neurons) x the preset's window."""
+    def snn_energy_J(
+        self, snn: Workload, counts: NetworkCounts, scheme: str | None = None
+    ) -> float | None:
+        """P(n_inputs, n_synapses, n_neurons) x the preset's window; None for a ``scheme``
+        the circuit does not implement."""
+        if scheme is not None and scheme not in self.schemes:
+            return None
         return self.energy_per_classification_J(counts.n_inputs, counts.n_synapses,
                                                 counts.n_neurons)
 
@@ -227,10 +239,11 @@ def all_presets(user_file: str | Path | None = None) -> dict[str, InferenceEnerg
 
 
 def estimate_energy(
-    presets: dict[str, InferenceEnergy], ann: Workload, snn: Workload, counts: NetworkCounts
+    presets: dict[str, InferenceEnergy], ann: Workload, snn: Workload, counts: NetworkCounts,
+    scheme: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
-    """``{preset: {"ann": J, "snn": J}}`` per inference (None where undefined)."""
+    """``{preset: {"ann": J, "snn": J}}`` per inference of ``scheme`` (None: undefined)."""
     return {
-        name: {"ann": p.ann_energy_J(ann, counts), "snn": p.snn_energy_J(snn, counts)}
+        name: {"ann": p.ann_energy_J(ann, counts), "snn": p.snn_energy_J(snn, counts, scheme)}
         for name, p in presets.items()
     }

@@ -7,6 +7,8 @@ quantized value q theta_l for sigma-delta), over every sample and neuron of the 
     correlation_l = Pearson(s_l, a_l)
     mae_l = mean |s_l - a_l|,   relative_mae_l = mae_l / mean |a_l|
 
+The output layer (no ReLU) is compared with its raw values: a scheme whose output neurons
+rectify shows its loss of negative logits there, which does not change the argmax.
 When the SNN output is only known up to a scale (spike counts of an analog circuit), only
 the correlation is defined and the MAEs are None.
 """

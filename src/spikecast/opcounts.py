@@ -13,8 +13,10 @@ Definitions (NeuroBench, Yik et al. 2024; all counts per sample):
 * connection sparsity = zero weights / all weights of the synaptic layers;
 * footprint = bytes of every weight and bias.
 
-Deviation: NeuroBench only hooks Linear/Conv layers; :class:`~spikecast.graph.AvgPool2d` is
-a synaptic layer here (weights 1 / (kh kw)) and is counted like a depthwise convolution.
+Deviations: NeuroBench only hooks Linear/Conv layers; :class:`~spikecast.graph.AvgPool2d`
+is a synaptic layer here (weights 1 / (kh kw)) and is counted like a depthwise convolution.
+An SNN's ACs are its synaptic events, which include connections with zero weight (exact for
+unpruned networks); a constant analog input is counted once, not once per step.
 
 For an SNN the counts come from the measurement core: a layer's ACs are the synaptic events
 (spikes x fan-out) of :class:`~spikecast.metrics.SchemeResult`; a first layer fed analog

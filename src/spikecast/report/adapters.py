@@ -4,7 +4,7 @@ Three things, each first asked through a protocol the model may implement, else 
 the simulator outputs of the schemes that exist today (rate, ssnn, sigma-delta):
 
 * the prediction trace (readout at every point of the accuracy curve) and the final
-  prediction of every evaluated sample -- captured while ``evaluate`` runs, by recording
+  prediction of every evaluated sample -- captured while ``evaluate`` runs, by reading
   what the model's ``simulate`` returns, so nothing is simulated twice;
 * per-neuron outputs in ANN units (for :mod:`spikecast.fidelity`), on a subset;
 * per-neuron spike counts (for the firing histograms), on the same subset.
@@ -26,27 +26,6 @@ from spikecast.latency import ExposesPredictionTrace, PredictionTrace
 from spikecast.schemes.base import SpikingModel
 
 
-@contextmanager
-def recording(model: SpikingModel) -> Iterator[list[Any]]:
-    """Collect every object ``model.simulate`` returns inside the ``with`` block."""
-    original = getattr(model, "simulate", None)
-    outputs: list[Any] = []
-    if original is None:
-        yield outputs
-        return
-
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        out = original(*args, **kwargs)
-        outputs.append(out)
-        return out
-
-    model.simulate = recorded
-    try:
-        yield outputs
-    finally:
-        del model.simulate
-
-
 @dataclass(frozen=True, eq=False)
 class Readouts:
     """Prediction trace of every evaluated sample and the final predictions (B,)."""
@@ -55,39 +34,68 @@ class Readouts:
     final: torch.Tensor
 
 
-def _rate_readouts(outputs: list[Any]) -> Readouts:
-    preds = torch.cat([o.predictions.T for o in outputs])
-    steps = outputs[0].steps
-    trace = PredictionTrace(tuple(float(t) for t in range(1, steps + 1)), preds, "time step")
-    return Readouts(trace, preds[:, -1])
+def _rate_readouts(out: Any) -> Readouts:
+    preds = out.predictions.T
+    times = tuple(float(t) for t in range(1, out.steps + 1))
+    return Readouts(PredictionTrace(times, preds, "time step"), preds[:, -1])
 
 
-def _ssnn_readouts(model: Any, outputs: list[Any]) -> Readouts:
-    preds = torch.cat([model.readout(o).predictions for o in outputs])
-    times = tuple(float(t) * 1e6 for t in outputs[0].checkpoints)
+def _ssnn_readouts(model: Any, out: Any) -> Readouts:
+    preds = model.readout(out).predictions
+    times = tuple(float(t) * 1e6 for t in out.checkpoints)
     return Readouts(PredictionTrace(times, preds, "time (us)"), preds[:, -1])
 
 
-def _sigma_delta_readouts(outputs: list[Any]) -> Readouts:
-    rec = outputs[0] if len(outputs) == 1 else type(outputs[0]).concat(outputs)
+def _sigma_delta_readouts(out: Any) -> Readouts:
     trace = PredictionTrace(
-        tuple(float(t) for t in rec.times), torch.as_tensor(rec.pred_at), "time (TU)"
+        tuple(float(t) for t in out.times), torch.as_tensor(out.pred_at), "time (TU)"
     )
-    return Readouts(trace, torch.as_tensor(rec.final_pred))
+    return Readouts(trace, torch.as_tensor(out.final_pred))
 
 
-def readouts(model: SpikingModel, outputs: list[Any]) -> Readouts | None:
-    """Readouts from the recorded ``simulate`` outputs of a known scheme, else None."""
-    if not outputs:
-        return None
-    first = outputs[0]
-    if hasattr(first, "predictions") and hasattr(first, "steps"):
-        return _rate_readouts(outputs)
-    if hasattr(first, "checkpoint_counts") and hasattr(model, "readout"):
-        return _ssnn_readouts(model, outputs)
-    if hasattr(first, "pred_at"):
-        return _sigma_delta_readouts(outputs)
+def simulation_readouts(model: SpikingModel, out: Any) -> Readouts | None:
+    """Readouts of one ``simulate`` output of a known scheme (rate, ssnn, sigma-delta)."""
+    if hasattr(out, "predictions") and hasattr(out, "steps"):
+        return _rate_readouts(out)
+    if hasattr(out, "checkpoint_counts") and hasattr(model, "readout"):
+        return _ssnn_readouts(model, out)
+    if hasattr(out, "pred_at") and hasattr(out, "final_pred"):
+        return _sigma_delta_readouts(out)
     return None
+
+
+@contextmanager
+def recording(model: SpikingModel) -> Iterator[list[Readouts | None]]:
+    """Inside the ``with`` block, keep the readouts of every ``model.simulate`` call (only
+    those: the rest of each simulator output is released)."""
+    original = getattr(model, "simulate", None)
+    collected: list[Readouts | None] = []
+    if original is None:
+        yield collected
+        return
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        collected.append(simulation_readouts(model, out))
+        return out
+
+    model.simulate = recorded
+    try:
+        yield collected
+    finally:
+        del model.simulate
+
+
+def readouts(collected: list[Readouts | None]) -> Readouts | None:
+    """The recorded readouts of consecutive batches joined, or None if any is missing."""
+    if not collected or any(r is None for r in collected):
+        return None
+    first = collected[0].trace
+    if any(r.trace.times != first.times for r in collected):
+        raise ValueError("recorded batches have different time points")
+    preds = torch.cat([r.trace.predictions for r in collected])
+    final = torch.cat([r.final for r in collected])
+    return Readouts(PredictionTrace(first.times, preds, first.unit), final)
 
 
 def trace_from_protocol(model: SpikingModel, x: torch.Tensor) -> Readouts | None:

@@ -14,7 +14,7 @@ from rich.table import Table
 from spikecast.data import load_dataset
 from spikecast.energy_presets import all_presets
 from spikecast.report.compare import CompareConfig, compare
-from spikecast.report.html import load_results, write_report
+from spikecast.report.html import load_results, save_comparison, write_report
 from spikecast.schemes import RECIPES
 
 console = Console()
@@ -116,11 +116,9 @@ def register(app: typer.Typer) -> None:
             results = compare(module, data, cfg, model_name=Path(model).stem)
         except ValueError as exc:
             _fail(str(exc))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        write_report(results, out / "report.html")
+        json_path, html_path = save_comparison(results, out)
         console.print(summary_table(results))
-        console.print(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+        console.print(f"wrote {json_path} and {html_path}")
 
     @app.command("report")
     def report_command(

@@ -30,6 +30,7 @@ from spikecast.opcounts import Workload, ann_workload, connection_sparsity, foot
 from spikecast.opcounts import snn_workload as count_snn
 from spikecast.report.adapters import (
     LayerProbe,
+    Readouts,
     probe_layers,
     readouts,
     recording,
@@ -118,11 +119,11 @@ def _firing(probe: LayerProbe | None, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _scheme_entry(
-    net: Network, snn: SpikingModel, result: SchemeResult, outputs: list[Any],
+    net: Network, snn: SpikingModel, result: SchemeResult, recorded: list[Readouts | None],
     x: torch.Tensor, y: torch.Tensor, ann_work: Workload, n_classes: int, cfg: CompareConfig,
 ) -> dict[str, Any]:
     work = count_snn(net, result, x)
-    reads = readouts(snn, outputs) or trace_from_protocol(snn, x)
+    reads = readouts(recorded) or trace_from_protocol(snn, x)
     if reads is not None:
         lat: dict[str, Any] = latency(reads.trace, y).to_dict()
         confusion = confusion_matrix(reads.final, y, n_classes)
@@ -146,7 +147,7 @@ def _scheme_entry(
         "neuron_updates": work.neuron_updates,
         "activation_sparsity": work.activation_sparsity,
         "latency": lat,
-        "energy_J": estimate_energy(cfg.presets, ann_work, work, counts),
+        "energy_J": estimate_energy(cfg.presets, ann_work, work, counts, result.scheme),
         "workload": work.to_dict(),
         "fidelity": fidelity,
         "firing": _firing(probe, names),
@@ -172,13 +173,13 @@ def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
         start = time.perf_counter()
         try:
             snn = convert(net, get_recipe(name, **cfg.params.get(name, {})), calib_x=calib)
-            with recording(snn) as outputs:
+            with recording(snn) as recorded:
                 result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
         except ValueError as exc:
             failed[name] = str(exc)
             continue
         run.schemes[name] = result
-        entries[name] = _scheme_entry(net, snn, result, outputs, x, y, ann_work,
+        entries[name] = _scheme_entry(net, snn, result, recorded, x, y, ann_work,
                                       data.n_classes, cfg)
         entries[name]["wall_s"] = time.perf_counter() - start
     out = run.to_dict()

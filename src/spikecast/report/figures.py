@@ -25,14 +25,16 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _overlay(results: Results, key: str, x_label: str, log_x: bool, ann_x: float | None
-             ) -> bytes:
+def _overlay(results: Results, key: str, x_label: str, log_x: bool, ann_x: float | None,
+             title: str = "") -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    positive = [] if ann_x is None or ann_x <= 0 else [ann_x]
     for name, entry in results["schemes"].items():
         curve = entry.get("curves", {}).get(key)
         if not curve:
             continue
         xs = curve["fraction"] if key == "time" else curve["x"]
+        positive += [v for v in xs if v > 0]
         suffix = "" if key == "time" or curve.get("exact") else " (linear in time)"
         ax.plot(xs, [100 * a for a in curve["accuracy"]], label=f"{name}{suffix}")
     ann = 100 * results["ann"]["accuracy"]
@@ -40,9 +42,12 @@ def _overlay(results: Results, key: str, x_label: str, log_x: bool, ann_x: float
         ax.axhline(ann, color="k", ls="--", lw=1, label="ANN")
     else:
         ax.plot([ann_x], [ann], "k*", ms=10, label="ANN (effective MACs)")
-    if log_x:
-        ax.set_xscale("symlog", linthresh=1.0)
+    if log_x and positive:
+        ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_xlim(left=0)
     ax.set_xlabel(x_label)
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 101)
     ax.grid(alpha=0.3)
@@ -52,11 +57,12 @@ def _overlay(results: Results, key: str, x_label: str, log_x: bool, ann_x: float
 
 def accuracy_vs_time(results: Results) -> bytes:
     """Accuracy over the fraction of each scheme's window, every scheme overlaid."""
-    units = ", ".join(
+    windows = ", ".join(
         f"{n}: {e['curves']['time']['x'][-1]:g} {e['curves']['time']['x_label']}"
         for n, e in results["schemes"].items() if e.get("curves")
     )
-    return _overlay(results, "time", f"fraction of the window ({units})", False, None)
+    return _overlay(results, "time", "fraction of the window", False, None,
+                    f"windows: {windows}")
 
 
 def accuracy_vs_spikes(results: Results) -> bytes:
@@ -120,7 +126,7 @@ def confusion(results: Results) -> bytes:
         raise ValueError("no scheme result carries a confusion matrix")
     matrix = results["schemes"][name]["confusion"]
     n = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n, 1.0 + 0.45 * n))
+    fig, ax = plt.subplots(figsize=(3.0 + 0.45 * n, 2.6 + 0.45 * n))
     image = ax.imshow(matrix, cmap="Blues")
     for i in range(n):
         for j in range(n):

@@ -56,7 +56,7 @@ def scheme_table(results: Results) -> str:
     ann = results["ann"]
     head = ["model", "accuracy %", "Δ vs ANN (pts)", "latency (mean)", "acc. @ 50% window",
             "spikes / neuron", "activation sparsity %", "effective ACs", "effective MACs",
-            "ops / ANN MACs"] + [f"energy {p} (SNN / ANN)" for p in presets]
+            "ops / ANN eff. MACs"] + [f"energy {p} (SNN / ANN)" for p in presets]
     rows = [[
         "ANN", _pct(ann["accuracy"]), "", "", "", "", _pct(ann["activation_sparsity"]),
         _num(ann["effective_acs"]), _num(ann["effective_macs"]), "1",
@@ -77,6 +77,27 @@ def scheme_table(results: Results) -> str:
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
                    for row in rows)
     return f'<table id="schemes"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def layer_table(results: Results) -> str:
+    """Per scheme and synaptic layer: spikes per neuron, ACs, MACs, fidelity to the ANN."""
+    head = ["scheme", "layer", "neurons", "spikes / neuron", "effective ACs", "effective MACs",
+            "correlation", "MAE", "MAE / mean |ANN|"]
+    rows = []
+    for name, e in results["schemes"].items():
+        fidelity = {f["name"]: f for f in e.get("fidelity", [])}
+        for stats, ops in zip(e["layers"], e["workload"]["layers"], strict=True):
+            fid = fidelity.get(stats["name"], {})
+            rows.append([
+                name, stats["name"], f"{stats['neurons']:,}", f"{stats['spikes_per_neuron']:.3f}",
+                _num(ops["effective_acs"]), _num(ops["effective_macs"]),
+                _num(fid.get("correlation"), "{:.3f}"), _num(fid.get("mae"), "{:.3g}"),
+                _num(fid.get("relative_mae"), "{:.3f}"),
+            ])
+    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table id="layers"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _figure(fig_id: str, title: str, png: bytes) -> str:
@@ -108,6 +129,7 @@ def render(results: Results) -> str:
         items = "".join(f"<li><b>{escape(n)}</b>: {escape(m)}</li>"
                         for n, m in results["failed"].items())
         parts.append(f'<h2>Schemes that could not run</h2><ul id="failed">{items}</ul>')
+    parts.append("<h2>Per layer</h2>" + layer_table(results))
     parts.append("<h2>Figures</h2>")
     for fig_id, title, draw in FIGURES:
         try:
@@ -126,6 +148,15 @@ def write_report(results: Results, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(results), encoding="utf-8")
     return path
+
+
+def save_comparison(results: Results, out: str | Path) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``report.html`` into the folder ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(results, indent=2))
+    return json_path, write_report(results, out / "report.html")
 
 
 def load_results(path: str | Path) -> Results:

@@ -169,33 +169,33 @@ def _sweep_setup(
     """The reproduction's network, calibration inputs, test split and base parameters."""
     from spikecast.data import load_dataset
     from spikecast.ssnn.circuit import PWMEncoder
-    from spikecast.ssnn.reproduce import train_wine_ann
+    from spikecast.ssnn.reproduce import MNIST_RECIPE, WINE_RECIPE, train_wine_ann
 
     if dataset == "wine":
         data = load_dataset("wine")
         ann = train_wine_ann(data, PWMEncoder(), seed=seed)
-        return ann, data.x_train, data.x_test[:limit], data.y_test[:limit], {
-            "input_mapping": "voltage"}
+        return ann, data.x_train, data.x_test[:limit], data.y_test[:limit], dict(WINE_RECIPE)
     if dataset == "mnist":
         from spikecast.pretrained import load_pretrained
 
         data = load_dataset("mnist", data_dir)
         ann, _ = load_pretrained("mnist-fc")
-        return ann, data.x_train[:2000], data.x_test[:limit], data.y_test[:limit], {}
+        return ann, data.x_train[:2000], data.x_test[:limit], data.y_test[:limit], dict(
+            MNIST_RECIPE)
     raise typer.BadParameter(f"--dataset must be 'wine' or 'mnist', got {dataset!r}")
 
 
 def _wine_trace(seed: int, epochs: int, settings: dict[str, Any], path: Path) -> None:
-    """Fig. 8(b)/9 for wine sample 0: PWM inputs, hidden neurons 5-7, output spikes."""
+    """Fig. 8(b)/9 for wine sample 0: PWM inputs, the 3 busiest hidden neurons, outputs."""
     from spikecast.data import load_dataset
     from spikecast.schemes import convert
     from spikecast.schemes.ssnn import SSNNRecipe
-    from spikecast.ssnn.reproduce import train_wine_ann
+    from spikecast.ssnn.reproduce import WINE_RECIPE, train_wine_ann
     from spikecast.ssnn.traces import plot_trace, trace_sample
 
     data = load_dataset("wine")
-    recipe = SSNNRecipe(input_mapping="voltage", **settings)
+    recipe = SSNNRecipe(**WINE_RECIPE | settings)
     ann = train_wine_ann(data, recipe.circuit_params().encoder, seed=seed, epochs=epochs)
     model = convert(ann, recipe, data.x_train)
-    trace = trace_sample(model, data.x_test[0], hidden=[4, 5, 6])
+    trace = trace_sample(model, data.x_test[0])
     console.print(f"wrote {plot_trace(trace, path)} (sample 0, label {int(data.y_test[0])})")

@@ -7,7 +7,9 @@ next crossing is t + (V_th - V) C / I. The simulator jumps from event to event; 
 within 1e-12 V_th of its threshold at an event time fires (float round-off of the solved
 crossing time). Events at the same instant are handled in the order: pulse ends, refractory
 ends, PWM edges, then crossings layer by layer (a spike raises the next layer's current at
-once). Samples run in parallel threads (numba ``prange``).
+once). Inputs with identical PWM signals (same duty and phase, e.g. the background
+pixels of an image under aligned phases) are merged into one source, which is exact.
+Samples run in parallel threads (numba ``prange``).
 """
 
 from __future__ import annotations

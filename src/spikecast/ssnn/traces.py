@@ -31,16 +31,19 @@ class SampleTrace:
 
 def trace_sample(model: SSNNModel, x: torch.Tensor, hidden: list[int] | None = None) -> SampleTrace:
     """Record sample ``x`` (one sample, any shape): membranes of the first-layer neurons
-    ``hidden`` (default the first three) and every output neuron's spike times."""
+    ``hidden`` (default the three that spike most on this sample) and every output
+    neuron's spike times."""
     circuit = model.circuit
     if len(circuit.sizes) < 2:
         raise ValueError("traces need a hidden layer; this circuit has only an output layer")
-    hidden = list(range(min(3, circuit.sizes[0]))) if hidden is None else hidden
-    if any(not 0 <= h < circuit.sizes[0] for h in hidden):
-        raise ValueError(f"hidden neurons must lie in [0, {circuit.sizes[0]}), got {hidden}")
     duty = model.duty(x.reshape(1, -1))[0]
     params = circuit.params
     phase = params.encoder.phases(circuit.n_inputs)
+    if hidden is None:
+        counts = (~np.isnan(record_sample(circuit, duty, phase).spike_times)).sum(1)
+        hidden = np.argsort(-counts[: circuit.sizes[0]], kind="stable")[:3].tolist()
+    if any(not 0 <= h < circuit.sizes[0] for h in hidden):
+        raise ValueError(f"hidden neurons must lie in [0, {circuit.sizes[0]}), got {hidden}")
     rec = record_sample(circuit, duty, phase, hidden)
     out0 = sum(circuit.sizes[:-1])
 
