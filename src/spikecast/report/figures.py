@@ -78,14 +78,16 @@ def accuracy_vs_ops(results: Results) -> bytes:
 
 def fidelity(results: Results) -> bytes:
     """Per-layer correlation and relative MAE of every scheme against the ANN."""
-    fig, (ax_c, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
     schemes = {n: e["fidelity"] for n, e in results["schemes"].items() if e.get("fidelity")}
+    if not schemes:
+        raise ValueError("no scheme reports per-layer outputs for fidelity")
+    fig, (ax_c, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8))
     width = 0.8 / max(len(schemes), 1)
     for k, (name, layers) in enumerate(schemes.items()):
         xs = [i + k * width for i in range(len(layers))]
         ax_c.bar(xs, [la["correlation"] or 0.0 for la in layers], width, label=name)
         ax_m.bar(xs, [la["relative_mae"] or 0.0 for la in layers], width, label=name)
-    first = next(iter(schemes.values()), [])
+    first = next(iter(schemes.values()))
     for ax, label in ((ax_c, "correlation with ANN"), (ax_m, "MAE / mean |ANN activation|")):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(first))])
         ax.set_xticklabels([la["name"] for la in first], rotation=30, fontsize=8)
@@ -100,9 +102,10 @@ def firing_histograms(results: Results) -> bytes:
     """One panel per scheme: distribution over neurons of the mean spikes per sample,
     every layer overlaid."""
     schemes = {n: e["firing"] for n, e in results["schemes"].items() if e.get("firing")}
-    fig, axes = plt.subplots(1, max(len(schemes), 1), figsize=(4.4 * max(len(schemes), 1), 3.4),
-                             squeeze=False)
-    for ax, (name, layers) in zip(axes[0], schemes.items(), strict=False):
+    if not schemes:
+        raise ValueError("no scheme reports per-neuron spike counts")
+    fig, axes = plt.subplots(1, len(schemes), figsize=(4.4 * len(schemes), 3.4), squeeze=False)
+    for ax, (name, layers) in zip(axes[0], schemes.items(), strict=True):
         for layer in layers:
             ax.stairs(layer["counts"], layer["edges"], label=layer["name"])
         ax.set_yscale("symlog", linthresh=1.0)
