@@ -61,6 +61,9 @@ class FakeModel(SpikingModel):
     def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         return ann_stage_activations(self.net, x)
 
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.full((len(x), 6), 2.0), torch.full((len(x), 3), 2.0)]
+
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
                  progress: bool = False) -> SchemeResult:
         preds = self.prediction_trace(x).predictions
@@ -133,6 +136,8 @@ def test_fake_scheme_entry_golden(fake_results: dict[str, Any]) -> None:
     assert energy["ann"] == pytest.approx(ann.effective_macs * 4.6 * PJ)
     assert energy["snn"] == pytest.approx(30 * 0.9 * PJ + neurons * 4 * 0.9 * PJ)
     assert [f["correlation"] for f in entry["fidelity"]] == pytest.approx([1.0, 1.0])
+    assert [sum(f["counts"]) for f in entry["firing"]] == [6, 3]
+    assert [f["silent_fraction"] for f in entry["firing"]] == [0.0, 0.0]
     assert sum(map(sum, entry["confusion"])) == 20
     assert entry["confusion"] == confusion_matrix(ann_pred, data.y_test, 3)
     assert fake_results["failed"] == {"broken": "broken: Conv2d layers are not supported"}
@@ -183,7 +188,7 @@ def _check_html(html: str, n_schemes: int) -> _Collector:
     parser.feed(html)
     parser.close()
     assert "http://" not in html and "https://" not in html and not parser.urls
-    assert {"schemes", "layers"} | {fig_id for fig_id, _, _ in FIGURES} <= parser.ids
+    assert {"schemes", "layers", "params"} | {fig_id for fig_id, _, _ in FIGURES} <= parser.ids
     # scheme table: header, ANN, schemes; layer table: header, 2 layers per scheme
     assert parser.rows == (1 + 1 + n_schemes) + (1 + 2 * n_schemes)
     for src in parser.imgs:

@@ -64,6 +64,18 @@ def test_input_synaptic_events_are_pwm_pulses_times_fan_out(wine, wine_ann):
     assert res.layers[1].synaptic_events == pytest.approx(res.layers[0].spikes * 3)
 
 
+def test_params_after_replace_rebuild_the_same_circuit(wine, wine_ann):
+    recipe = SSNNRecipe()
+    model = convert(wine_ann, recipe, wine.x_train)
+    params = recipe.params()
+    assert params["i_unit"] == list(model.circuit.i_unit)
+    again = SSNNRecipe(**params)
+    net = capture(wine_ann, (13,))
+    rebuilt = again.replace(again.normalize(net, None), net)
+    for a, b in zip(model.circuit.weights, rebuilt.circuit.weights, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_pwm_pulse_count_matches_enumeration():
     duty = torch.tensor([0.2, 0.5, 1.0, 0.0, 0.7], dtype=torch.float64)
     phase = torch.tensor([0.0, 390e-9, 100e-9, 0.0, 250e-9], dtype=torch.float64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -106,6 +106,14 @@ def trace_from_protocol(model: SpikingModel, x: torch.Tensor) -> Readouts | None
     return Readouts(trace, trace.predictions[:, -1])
 
 
+@runtime_checkable
+class ExposesNeuronCounts(Protocol):
+    """A spiking model that reports the spikes of every neuron, per synaptic stage in
+    order, shape (batch, *out_shape), for the firing histograms."""
+
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+
 @dataclass(frozen=True, eq=False)
 class LayerProbe:
     """Per synaptic stage: the SNN output (ANN units when ``scaled``) and spike counts,
@@ -125,8 +133,9 @@ def probe_layers(model: SpikingModel, net: Network, x: torch.Tensor) -> LayerPro
     """Per-neuron outputs and counts of ``model`` on ``x`` (see :class:`LayerProbe`)."""
     synaptic = [s for s in net.stages() if s.synaptic]
     if isinstance(model, ExposesLayerOutputs):
-        outs = _flat(model.layer_outputs(x))
-        return LayerProbe(outs, True, None, "")
+        counts = (_flat(model.neuron_spike_counts(x))
+                  if isinstance(model, ExposesNeuronCounts) else None)
+        return LayerProbe(_flat(model.layer_outputs(x)), True, counts, "spikes per neuron")
     if hasattr(model, "rates") and hasattr(model, "scales") and hasattr(model, "recipe"):
         sim = model.simulate(x)
         theta = model.recipe.threshold

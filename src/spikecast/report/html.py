@@ -136,6 +136,12 @@ def render(results: Results) -> str:
             parts.append(_figure(fig_id, title, draw(results)))
         except ValueError as exc:
             parts.append(f'<p id="{fig_id}" class="note">{escape(title)}: {escape(str(exc))}</p>')
+    params = "".join(
+        f"<li><b>{escape(n)}</b> ({_num(e.get('wall_s'), '{:.1f}')} s): <code>"
+        f"{escape(json.dumps(e.get('params', {}), default=str))}</code></li>"
+        for n, e in results["schemes"].items()
+    )
+    parts.append(f'<h2>Scheme parameters</h2><ul id="params">{params}</ul>')
     sources = "".join(f"<li><b>{escape(n)}</b>: {escape(s)}</li>"
                       for n, s in results.get("energy_presets", {}).items())
     parts.append(f"<h2>Energy presets</h2><ul>{sources}</ul></body></html>")

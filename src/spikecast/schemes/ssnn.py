@@ -71,7 +71,11 @@ class SSNNRecipe(Recipe):
     The output target is lower by default because an output neuron in reset discards whole
     incoming pulses, which makes high output counts noisy; the readout then decides on
     counts first and membrane potentials second (see :mod:`spikecast.ssnn.readout`).
-    ``t_ref`` None = 1 / 5.3 MHz - spike_width.
+    ``t_ref`` None = 1 / 5.3 MHz - spike_width. Biases (and the ``fold`` input offset)
+    become constant current sources. ``simulator`` picks the exact event-driven simulator
+    or the clock-driven one (step ``dt``); the accuracy curve has ``n_points`` points.
+    Power and energy come from the ``energy_preset`` (:mod:`spikecast.energy`); the
+    activity energy counts hidden and output spikes.
     """
 
     name: ClassVar[str] = "ssnn"
@@ -129,6 +133,15 @@ class SSNNRecipe(Recipe):
         get_energy_model(energy_preset)
         self.circuit_params()
         self._calib_x: torch.Tensor | None = None
+        self._calibrated: tuple[float, ...] | None = None
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters; after :meth:`replace` ``i_unit`` holds the calibrated
+        currents, so ``SSNNRecipe(**params)`` rebuilds the identical circuit without data."""
+        out = super().params()
+        if self._calibrated is not None:
+            out["i_unit"] = list(self._calibrated)
+        return out
 
     def circuit_params(self) -> CircuitParams:
         """The physical parameters (validated)."""
@@ -157,6 +170,7 @@ class SSNNRecipe(Recipe):
                 layers, params, self.rate_target, calib, self.calibration_percentile,
                 self.output_rate_target,
             )
+            self._calibrated = units
         else:
             units = self.i_unit if len(self.i_unit) > 1 else self.i_unit * len(layers)
         circuit = build_circuit(layers, params, tuple(units))

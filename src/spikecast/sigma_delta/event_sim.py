@@ -10,7 +10,9 @@ state at t. With ``delay > 0`` the reported time points are shifted by L d accor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +43,8 @@ class FrameState:
 
 
 class EventSimulator:
-    """Simulate frames spike by spike; ``run`` is parallel over frames (numba threads)."""
+    """Simulate frames spike by spike; ``run`` splits frames over ``workers`` threads
+    (the compiled kernel releases the GIL; default: one per CPU core)."""
 
     def __init__(
         self,
@@ -50,8 +53,10 @@ class EventSimulator:
         input_threshold: float = 0.2,
         delay: float = 0.0,
         n_time_points: int = 81,
+        workers: int | None = None,
     ) -> None:
         self.program = program
+        self.workers = workers or os.cpu_count() or 1
         self.rule = FiringRule.parse(rule)
         self.input_threshold = input_threshold
         self.delay = check_delay(delay)
@@ -77,20 +82,24 @@ class EventSimulator:
         """Simulate every frame of ``x`` (batch, *input_shape); ``progress(n_done)``."""
         records = []
         for start in range(0, len(x), chunk):
-            events = [encode_frame(f, self.input_threshold) for f in x[start : start + chunk]]
-            ptr = np.concatenate([[0], np.cumsum([len(e.index) for e in events])])
-            index = np.concatenate([e.index for e in events] + [np.zeros(0, np.int64)])
-            times = np.concatenate([e.time for e in events] + [np.zeros(0)])
-            out = kernel.run_frames(index, ptr.astype(np.int64), times, self.grid,
-                                    _RULE_CODE[self.rule], *self._arrays())
-            pred_at, spikes_at, updates_at, pos, neg, updates, pool_msgs, out_v, out_q = out
-            records.append(SimRecord(
-                self.grid + self.hops * self.delay, pred_at, spikes_at, updates_at, pos, neg,
-                updates, pool_msgs, np.diff(ptr), out_v, out_q,
-            ))
+            frames = x[start : start + chunk]
+            parts = np.array_split(np.arange(len(frames)), min(self.workers, len(frames)))
+            with ThreadPoolExecutor(len(parts)) as pool:
+                records += pool.map(self._run_part, [frames[idx] for idx in parts])
             if progress is not None:
-                progress(start + len(events))
+                progress(start + len(frames))
         return SimRecord.concat(records)
+
+    def _run_part(self, frames: torch.Tensor) -> SimRecord:
+        events = [encode_frame(f, self.input_threshold) for f in frames]
+        ptr = np.concatenate([[0], np.cumsum([len(e.index) for e in events])]).astype(np.int64)
+        index = np.concatenate([e.index for e in events] + [np.zeros(0, np.int64)])
+        times = np.concatenate([e.time for e in events] + [np.zeros(0)])
+        out = kernel.run_frames(index, ptr, times, self.grid, _RULE_CODE[self.rule],
+                                *self._arrays())
+        pred_at, spikes_at, updates_at, pos, neg, updates, pool_msgs, out_v, out_q = out
+        return SimRecord(self.grid + self.hops * self.delay, pred_at, spikes_at, updates_at,
+                         pos, neg, updates, pool_msgs, np.diff(ptr), out_v, out_q)
 
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """Simulate one frame and return the state of every node after all events."""

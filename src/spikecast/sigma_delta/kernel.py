@@ -21,7 +21,7 @@ events in is the order they would arrive in with a uniform synaptic delay (see
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 RULE_PAPER = 0
 RULE_EXACT = 1
@@ -206,11 +206,12 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
             updates_at[g] = updates.sum()
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, node_theta,
                node_relu, bias, stage_kind, src_ptr_offset, src_ptr, target, weight,
                win_ptr_offset, win_ptr, win_src):  # pragma: no cover - compiled
-    """Simulate frames f = 0..F-1 (events ev_*[ev_ptr[f]:ev_ptr[f+1]]) in parallel."""
+    """Simulate frames f = 0..F-1 (events ev_*[ev_ptr[f]:ev_ptr[f+1]]); releases the GIL so
+    callers can run disjoint frame ranges in parallel threads."""
     n_frames = ev_ptr.shape[0] - 1
     n_grid = grid.shape[0]
     n_nodes = node_kind.shape[0]
@@ -225,7 +226,7 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     out_v = np.zeros((n_frames, n_out), np.float64)
     out_q = np.zeros((n_frames, n_out), np.int64)
     lo = node_offset[n_nodes - 1]
-    for f in prange(n_frames):
+    for f in range(n_frames):
         a, b = ev_ptr[f], ev_ptr[f + 1]
         v = bias.copy()
         q = np.zeros(node_offset[n_nodes], np.int64)

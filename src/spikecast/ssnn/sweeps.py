@@ -1,7 +1,9 @@
 """Accuracy of a converted SSNN versus one circuit parameter (JSON + PNG per sweep).
 
 - ``window``: observation window (s); the current calibration is unchanged.
-- ``spike_width``: pulse width (s) at the paper's fixed maximum rate (t_ref = 1/5.3 MHz - w).
+- ``spike_width``: pulse width (s) at the paper's fixed maximum rate (t_ref = 1/5.3 MHz - w);
+  the currents are recalibrated, so the next layer's mean drive is kept and only the pulse
+  timing changes.
 - ``current_scale``: factor on the calibrated per-layer synapse currents i_unit.
 - ``mismatch_pct``: sigma (%) of synapse-current and threshold variation; each value is run
   for ``mc_seeds`` mismatch draws (Monte Carlo) and reported as mean and standard deviation.
