@@ -1,7 +1,7 @@
 """Throughput of the sigma-delta simulators on MNIST with the pretrained ``mnist-cnn``.
 
 Runs the event-driven numba kernel on the first ``--limit`` test frames (default: all
-10,000) with 1 and 2 threads, and the torch time-slice mode on ``--timeslice-frames``
+10,000) with 1 and 2 worker threads (frames split between them), and the torch time-slice mode on ``--timeslice-frames``
 frames, then prints a table and writes ``bench_sigma_delta.json`` to ``--out``.
 
     python benchmarks/bench_sigma_delta.py --out bench-results
@@ -15,7 +15,6 @@ import os
 import time
 from pathlib import Path
 
-import numba
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +23,7 @@ from spikecast.capture import capture
 from spikecast.data import load_dataset
 from spikecast.pretrained import load_pretrained
 from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
+from spikecast.sigma_delta.event_sim import EventSimulator
 
 
 def _model(net, theta: float, mode: str):
@@ -49,13 +49,12 @@ def main() -> None:
     compile_s = time.perf_counter() - t0
     rows = []
     for threads in (1, 2):
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         t0 = time.perf_counter()
-        rec = event.simulate(x)
+        rec = EventSimulator(event.program, workers=threads).run(x)
         wall = time.perf_counter() - t0
         updates = float(rec.updates.sum())
         rows.append({
-            "mode": "event", "threads": numba.get_num_threads(), "frames": len(x),
+            "mode": "event", "threads": threads, "frames": len(x),
             "seconds": wall, "frames_per_s": len(x) / wall,
             "synaptic_updates_per_frame": updates / len(x),
             "synaptic_updates_per_s": updates / wall,

@@ -87,7 +87,7 @@ class SSNNRecipe(Recipe):
         v_th: float = 0.9,
         i_unit: float | list[float] | tuple[float, ...] | None = None,
         rate_target: float = 0.5,
-        output_rate_target: float = 0.15,
+        output_rate_target: float = 0.3,
         calibration_percentile: float = 99.0,
         v_init: float = 0.0,
         spike_width: float = 50e-9,
