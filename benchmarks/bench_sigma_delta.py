@@ -1,8 +1,9 @@
 """Throughput of the sigma-delta simulators on MNIST with the pretrained ``mnist-cnn``.
 
 Runs the event-driven numba kernel on the first ``--limit`` test frames (default: all
-10,000) with 1 and 2 worker threads (frames split between them), and the torch time-slice mode on ``--timeslice-frames``
-frames, then prints a table and writes ``bench_sigma_delta.json`` to ``--out``.
+10,000) with 1 and 2 worker threads (frames split between them), and the torch
+time-slice mode on ``--timeslice-frames`` frames, then prints a table and writes
+``bench_sigma_delta.json`` to ``--out``.
 
     python benchmarks/bench_sigma_delta.py --out bench-results
 """

@@ -201,7 +201,8 @@ def test_nonnegative_weights_event_equals_time_slice_equals_qann(seed, conv, poo
 def test_single_layer_distinct_times_event_equals_time_slice():
     # One synaptic layer, one input spike per timestamp: every slice is a single event.
     rng = np.random.default_rng(3)
-    net = Network((Linear(torch.tensor(rng.normal(0, 1, (4, 5)), dtype=torch.float32), None),), ("fc",), (5,))
+    weight = torch.tensor(rng.normal(0, 1, (4, 5)), dtype=torch.float32)
+    net = Network((Linear(weight, None),), ("fc",), (5,))
     frames = torch.tensor([[0.9, 0.7, 0.5, 0.3, 0.25], [0.3, 0.95, 0.45, 0.8, 0.6]])
     for rule in ("exact", "paper"):
         prog = build_program(net, (0.3,))

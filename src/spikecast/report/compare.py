@@ -88,7 +88,7 @@ def _curves(result: SchemeResult, work: Workload) -> dict[str, Any]:
     """Accuracy vs fraction of the window, vs spikes per neuron and vs operations. Spikes
     and ACs grow linearly with time unless the scheme reports exact cumulative curves."""
     curve = result.curve
-    if curve is None or not curve.x:
+    if curve is None or not curve.x or curve.x[-1] <= 0:
         return {}
     end = curve.x[-1]
     frac = [t / end for t in curve.x]
@@ -128,10 +128,11 @@ def _scheme_entry(
         lat: dict[str, Any] = latency(reads.trace, y).to_dict()
         confusion = confusion_matrix(reads.final, y, n_classes)
     else:
+        curve = result.curve if result.curve is not None and result.curve.x else None
         lat = {"mean": None, "median": None, "p95": None,
-               "unit": result.curve.x_label if result.curve else None,
-               "window": result.curve.x[-1] if result.curve else None,
-               "accuracy_at": accuracy_at_fractions(result.curve) if result.curve else {}}
+               "unit": curve.x_label if curve else None,
+               "window": curve.x[-1] if curve else None,
+               "accuracy_at": accuracy_at_fractions(curve) if curve else {}}
         confusion = None
     sub = x[: cfg.fidelity_samples]
     probe = probe_layers(snn, net, sub)

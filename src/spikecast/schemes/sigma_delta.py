@@ -136,6 +136,8 @@ class SigmaDeltaModel(SpikingModel):
     def simulate(self, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False
                  ) -> SimRecord:
         """Run every frame of ``x`` through the configured simulator."""
+        if len(x) == 0:
+            raise ValueError("sigma-delta: no frames to simulate (x is empty)")
         check_input(x, self.recipe.input_threshold)
         sim = self.simulator()
         if isinstance(sim, TimeSliceSimulator):

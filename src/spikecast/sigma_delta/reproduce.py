@@ -100,6 +100,7 @@ def _sigma_delta_rows(
             "pool_messages": res.extra["pool_messages"],
             "input_spikes": res.extra["input_spikes"],
             "synaptic_updates_to_ann_accuracy": reach,
+            "synaptic_updates_to_final_accuracy": updates_to_reach(res, res.accuracy),
         })
         details[f"{model_name} theta={label}"] = res.to_dict()
     return rows, details
