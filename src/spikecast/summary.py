@@ -13,11 +13,14 @@ def _fmt_count(v: float) -> str:
 
 def results_table(run: RunResults, title: str | None = None) -> Table:
     """ANN vs every scheme: accuracy, spikes per neuron, synaptic events vs ANN MACs."""
-    table = Table(title=title or f"{run.dataset}: ANN vs SNN ({run.n_samples} samples)")
+    table = Table(
+        title=title or f"{run.dataset}: ANN vs SNN ({run.n_samples} samples)",
+        caption="per-sample means; syn. events = spikes x fan-out (accumulates)",
+    )
     for col, justify in (
-        ("model", "left"), ("accuracy %", "right"), ("Δ vs ANN (pts)", "right"),
-        ("spikes/neuron", "right"), ("synaptic events", "right"), ("ANN MACs", "right"),
-        ("events / MACs", "right"),
+        ("model", "left"), ("acc %", "right"), ("Δ pts", "right"),
+        ("spk/neuron", "right"), ("syn. events", "right"), ("ANN MACs", "right"),
+        ("events/MAC", "right"),
     ):
         table.add_column(col, justify=justify)
     table.add_row("ANN", f"{100 * run.ann_accuracy:.2f}", "", "", "", _fmt_count(run.ann_macs), "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,8 @@ app = typer.Typer(
 )
 reproduce_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
-console = Console()
+# Tables need ~100 columns; rich assumes 80 when stdout is not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 110)
 
 DataDir = Annotated[
     Path | None,

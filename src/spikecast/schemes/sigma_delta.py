@@ -35,7 +35,13 @@ from spikecast.sigma_delta.neuron import FiringRule, check_theta
 from spikecast.sigma_delta.program import Program, build_program, population_stages
 from spikecast.sigma_delta.qann import qann_predict
 from spikecast.sigma_delta.record import SimRecord
-from spikecast.sigma_delta.thresholds import Calibrated, ThresholdSpec, describe, resolve_thresholds
+from spikecast.sigma_delta.thresholds import (
+    Calibrated,
+    ThresholdSpec,
+    describe,
+    parse_spec,
+    resolve_thresholds,
+)
 from spikecast.sigma_delta.timeslice import TimeSliceSimulator
 
 
@@ -82,6 +88,7 @@ class SigmaDeltaRecipe(Recipe):
         except ValueError:
             allowed = ", ".join(repr(m.value) for m in SimMode)
             raise ValueError(f"unknown mode {self.mode!r}; allowed: {allowed}") from None
+        object.__setattr__(self, "theta", parse_spec(self.theta))
         if isinstance(self.theta, (int, float)):
             object.__setattr__(self, "theta", check_theta(self.theta))
         elif not isinstance(self.theta, Calibrated):

@@ -21,7 +21,7 @@ from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta import SigmaDeltaRecipe, paper_formula_macs
 from spikecast.sigma_delta.encoding import binarize
 from spikecast.sigma_delta.finetune import FinetuneConfig, finetune
-from spikecast.sigma_delta.thresholds import Calibrated, ThresholdSpec, describe
+from spikecast.sigma_delta.thresholds import Calibrated, ThresholdSpec, describe, label
 
 PAPER: dict[str, Any] = {
     "ann_accuracy": 0.9921,
@@ -84,11 +84,11 @@ def _sigma_delta_rows(
     for spec in specs:
         recipe = SigmaDeltaRecipe(theta=spec)
         snn = recipe.replace(recipe.normalize(net, calib_x), net)
-        label = describe(spec)
-        log(f"{model_name}: Q-ANN and event-driven SNN at theta={label}")
+        name = label(spec)
+        log(f"{model_name}: Q-ANN and event-driven SNN at theta={name}")
         qann_acc = snn.qann_accuracy(x, y)
         res = snn.evaluate(x, y, progress=True)
-        common = {"threshold": label, "thresholds": list(snn.thetas), "model": model_name}
+        common = {"threshold": describe(spec), "thresholds": list(snn.thetas), "model": model_name}
         rows.append({"scheme": "qann", **common, "accuracy": qann_acc})
         reach = updates_to_reach(res, ann_accuracy)
         rows.append({
@@ -102,7 +102,7 @@ def _sigma_delta_rows(
             "synaptic_updates_to_ann_accuracy": reach,
             "synaptic_updates_to_final_accuracy": updates_to_reach(res, res.accuracy),
         })
-        details[f"{model_name} theta={label}"] = res.to_dict()
+        details[f"{model_name} theta={name}"] = res.to_dict()
     return rows, details
 
 

@@ -39,13 +39,33 @@ class Calibrated:
 ThresholdSpec = float | Sequence[float] | Calibrated
 
 
-def describe(spec: ThresholdSpec) -> str | float | list[float]:
-    """A JSON-friendly description of ``spec``."""
+def describe(spec: ThresholdSpec) -> dict[str, float] | float | list[float]:
+    """A JSON-friendly form of ``spec`` that :func:`parse_spec` reads back."""
     if isinstance(spec, Calibrated):
-        return f"calibrated(fraction={spec.fraction}, percentile={spec.percentile})"
+        return {"fraction": spec.fraction, "percentile": spec.percentile, "fallback": spec.fallback}
     if isinstance(spec, (int, float)):
         return float(spec)
     return [float(t) for t in spec]
+
+
+def label(spec: ThresholdSpec) -> str:
+    """A short human label: ``1.0``, ``[0.5, 1.0]`` or ``calibrated(0.15, p99.9)``."""
+    if isinstance(spec, Calibrated):
+        return f"calibrated({spec.fraction}, p{spec.percentile})"
+    return str(describe(spec))
+
+
+def parse_spec(spec: ThresholdSpec | dict[str, float]) -> ThresholdSpec:
+    """Accept a float, a sequence of floats, a :class:`Calibrated`, or its dict form
+    ``{"fraction": f, "percentile": p, "fallback": t}`` (from JSON or ``--param``)."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"fraction", "percentile", "fallback"}
+        if unknown:
+            raise ValueError(
+                f"calibrated theta takes fraction, percentile, fallback; got {sorted(unknown)}"
+            )
+        return Calibrated(**{k: float(v) for k, v in spec.items()})
+    return spec
 
 
 def layer_percentiles(

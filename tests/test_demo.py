@@ -1,0 +1,29 @@
+"""The demo end to end: every registered scheme runs and the results contract holds."""
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from spikecast.cli import app
+from spikecast.schemes import RECIPES
+
+
+def test_demo_writes_results_and_plot(tmp_path) -> None:
+    torch.set_num_threads(1)
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--limit", "40", "--quiet"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["dataset"] == "wine" and data["n_samples"] == 40
+    assert data["ann"]["macs"] == 13 * 30 + 30 * 3
+    assert 0.8 <= data["ann"]["accuracy"] <= 1.0
+    assert set(data["schemes"]) == set(RECIPES)
+    for name, entry in data["schemes"].items():
+        assert 0.0 <= entry["accuracy"] <= 1.0, name
+        assert entry["spikes_per_neuron"] > 0, name
+        assert entry["synaptic_events"] > 0, name
+        assert entry["ann_macs"] == 480, name
+        assert len(entry["curve"]["x"]) == len(entry["curve"]["accuracy"]) > 1, name
+        assert name in res.output
+    png = (tmp_path / "accuracy_vs_time.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
