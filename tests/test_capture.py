@@ -180,6 +180,33 @@ def test_unsupported_layers_name_the_node(model: nn.Module, shape: tuple, needle
     assert "Supported:" in msg
 
 
+@pytest.mark.parametrize(
+    ("pool", "needle"),
+    [
+        (lambda x: F.max_pool2d(x, 2, 2, 0, 2), "dilation=2"),
+        (lambda x: F.max_pool2d(x, 2, ceil_mode=True), "ceil_mode=True"),
+        (lambda x: F.avg_pool2d(x, 2, 2, 1, count_include_pad=False), "count_include_pad"),
+        (lambda x: F.avg_pool2d(x, 2, divisor_override=3), "divisor_override=3"),
+    ],
+)
+def test_functional_pool_options_are_not_ignored(pool, needle: str) -> None:
+    class M(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return pool(x)
+
+    with pytest.raises(ValueError, match=needle):
+        capture(M(), (1, 6, 6))
+
+
+def test_wrong_input_shape_is_a_value_error_and_modes_are_restored() -> None:
+    model = nn.Sequential(nn.Linear(4, 2), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()
+    with pytest.raises(ValueError, match=r"per-sample shape \(3,\)"):
+        capture(model, (3,))
+    assert model.training and model[0].training and not model[1].training
+
+
 def test_functional_pools_and_torch_flatten() -> None:
     class M(nn.Module):
         def __init__(self) -> None:

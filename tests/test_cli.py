@@ -56,6 +56,50 @@ def test_train_convert_evaluate_round_trip(wine_model, tmp_path) -> None:
     assert json.loads(out2.read_text())["schemes"]["rate"]["accuracy"] == rate["accuracy"]
 
 
+@pytest.mark.parametrize(
+    ("scheme", "params"),
+    [("ssnn", ["phase=random"]), ("sigma-delta", ['theta={"fraction": 0.2}'])],
+)
+def test_saved_conversion_equals_on_the_fly(wine_model, tmp_path, scheme, params) -> None:
+    flags = [x for p in params for x in ("-p", p)]
+    snn = tmp_path / "w.spikecast"
+    res = runner.invoke(app, ["convert", str(wine_model), "--scheme", scheme, *flags,
+                              "--out", str(snn)])
+    assert res.exit_code == 0, res.output
+    saved, fly = tmp_path / "a.json", tmp_path / "b.json"
+    res = runner.invoke(app, ["evaluate", str(snn), "--limit", "30", "--json", str(saved)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", str(wine_model), "--scheme", scheme, *flags,
+                              "--limit", "30", "--json", str(fly)])
+    assert res.exit_code == 0, res.output
+    a = json.loads(saved.read_text())["schemes"][scheme]
+    b = json.loads(fly.read_text())["schemes"][scheme]
+    assert a["accuracy"] == b["accuracy"]
+    assert a["spikes_per_neuron"] == pytest.approx(b["spikes_per_neuron"], rel=1e-9)
+
+
+def test_params_on_a_finished_conversion_are_refused(wine_model, tmp_path) -> None:
+    snn = tmp_path / "w.spikecast"
+    assert runner.invoke(app, ["convert", str(wine_model), "--scheme", "rate",
+                               "--out", str(snn)]).exit_code == 0
+    res = runner.invoke(app, ["evaluate", str(snn), "-p", "percentile=50"])
+    assert res.exit_code == 2
+    assert "parameters are fixed" in res.output
+
+
+def test_unknown_parameter_lists_the_allowed_ones(wine_model, tmp_path) -> None:
+    res = runner.invoke(app, ["convert", str(wine_model), "--scheme", "rate", "-p", "foo=1",
+                              "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert "no parameter 'foo'" in res.output and "steps" in res.output
+
+
+def test_dataset_of_the_wrong_shape_is_named(wine_model) -> None:
+    res = runner.invoke(app, ["evaluate", str(wine_model), "--dataset", "digits"])
+    assert res.exit_code == 2
+    assert "(1, 8, 8)" in res.output
+
+
 def test_unknown_scheme_is_a_clear_error(wine_model, tmp_path) -> None:
     res = runner.invoke(
         app, ["convert", str(wine_model), "--scheme", "bogus", "--out", str(tmp_path / "x")]

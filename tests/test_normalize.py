@@ -68,6 +68,20 @@ def test_normalization_keeps_argmax_and_scales_consistently(name: str, method: s
     assert torch.equal(ann[-1].argmax(1), snn[-1].argmax(1))
 
 
+def test_layer_dead_on_calibration_data_keeps_scale_and_rescales_bias() -> None:
+    # hidden layer: one unit, lambda_1 = 2 (the only activation); output layer never
+    # positive on the data, so lambda_2 = lambda_1 and b_2 is divided by it
+    net = Network(
+        (Linear(torch.tensor([[1.0, 0.5]])), ReLU(),
+         Linear(torch.tensor([[-1.0], [1.0]]), torch.tensor([0.0, -10.0]))),
+        ("a", "r", "b"), (2,),
+    )
+    x = torch.tensor([[1.0, 2.0]])
+    norm = data_based(net, x, percentile=100.0)
+    assert norm.scales == (2.0, 2.0, 2.0)
+    torch.testing.assert_close(norm.network(x) * 2.0, net(x))  # (-2, -8) * 1/2 * 2
+
+
 def test_data_based_rejects_bad_percentile_and_empty_data() -> None:
     with pytest.raises(ValueError, match="percentile"):
         data_based(_two_layer(), torch.rand(3, 3), percentile=0)

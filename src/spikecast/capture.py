@@ -156,15 +156,32 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
     raise _unsupported(node, getattr(t, "__name__", str(t)))
 
 
+_POOL_SIGNATURES = {
+    "max_pool2d": (
+        ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+        {"dilation": 1, "ceil_mode": False, "return_indices": False},
+    ),
+    "avg_pool2d": (
+        ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+         "divisor_override"),
+        {"ceil_mode": False, "count_include_pad": True, "divisor_override": None},
+    ),
+}
+
+
 def _functional_pool(node: torch.fx.Node) -> Layer:
-    names = ("input", "kernel_size", "stride", "padding")
+    kind = "max_pool2d" if node.target is F.max_pool2d else "avg_pool2d"
+    names, defaults = _POOL_SIGNATURES[kind]
     args = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+    for key, default in defaults.items():
+        value = args.get(key, default)
+        same = _pair(value) == _pair(default) if key == "dilation" else value == default
+        if not same:
+            raise _unsupported(node, kind, f"{key}={value!r}")
     k = _pair(args["kernel_size"])
     s = _pair(args.get("stride") or k)
     p = _pair(args.get("padding", 0))
-    if args.get("ceil_mode", False):
-        raise _unsupported(node, node.target.__name__, "ceil_mode=True")
-    return MaxPool2d(k, s, p) if node.target is F.max_pool2d else AvgPool2d(k, s, p)
+    return MaxPool2d(k, s, p) if kind == "max_pool2d" else AvgPool2d(k, s, p)
 
 
 def _module_layer(node: torch.fx.Node, m: nn.Module) -> Layer | None:
@@ -192,15 +209,23 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     Raises ``ValueError`` naming the node, its op and the supported list for anything
     outside the supported set, and for graphs that are not a single chain.
     """
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for untraceable code
         raise ValueError(f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
-    gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
-    model.train(was_training)
+    try:
+        gm.eval()
+        with torch.no_grad():
+            ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{type(model).__name__} does not accept inputs of per-sample shape "
+            f"{tuple(input_shape)}: {exc}"
+        ) from exc
+    finally:
+        for m, training in modes.items():
+            m.training = training
     modules = dict(gm.named_modules())
 
     layers: list[Layer] = []

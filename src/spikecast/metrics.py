@@ -211,4 +211,4 @@ def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``pred == labels``."""
     if pred.shape != labels.shape:
         raise ValueError(f"predictions {tuple(pred.shape)} vs labels {tuple(labels.shape)}")
-    return float((pred == labels).float().mean()) if labels.numel() else float("nan")
+    return float((pred == labels).double().mean()) if labels.numel() else float("nan")

@@ -64,9 +64,9 @@ def _tensors(prefix: str, net: Network) -> dict[str, torch.Tensor]:
     out = {}
     for i, layer in enumerate(net.layers):
         if isinstance(layer, (Linear, Conv2d)):
-            out[f"{prefix}.{i}.weight"] = layer.weight.detach().contiguous().float()
+            out[f"{prefix}.{i}.weight"] = layer.weight.detach().float().clone()
             if layer.bias is not None:
-                out[f"{prefix}.{i}.bias"] = layer.bias.detach().contiguous().float()
+                out[f"{prefix}.{i}.bias"] = layer.bias.detach().float().clone()
     return out
 
 

@@ -25,12 +25,14 @@ class Normalized:
 
 
 def _rescale(net: Network, layer_scale: list[float | None], input_scale: float) -> Normalized:
-    """Apply W <- W lambda_prev / lambda, b <- b / lambda; None keeps the running scale."""
+    """Apply W <- W lambda_prev / lambda, b <- b / lambda; None keeps the running scale
+    (lambda = lambda_prev: W unchanged, b / lambda_prev)."""
     layers = []
     scales: list[float] = []
     prev = input_scale
     for layer, lam in zip(net.layers, layer_scale, strict=True):
-        if isinstance(layer, (Linear, Conv2d)) and lam is not None:
+        if isinstance(layer, (Linear, Conv2d)):
+            lam = prev if lam is None else lam
             w = layer.weight * (prev / lam)
             b = None if layer.bias is None else layer.bias / lam
             layer = Linear(w, b) if isinstance(layer, Linear) else Conv2d(
@@ -62,10 +64,8 @@ def model_based(net: Network, input_max: float = 1.0) -> Normalized:
             if layer.bias is not None:
                 bound = bound + layer.bias.clamp(min=0)
             cur = float(bound.max())
-            if cur <= 0:
-                cur = prev  # a layer that can never be positive keeps the scale
-            lam.append(cur)
-            prev = cur
+            lam.append(cur if cur > 0 else None)  # a layer never positive keeps the scale
+            prev = cur if cur > 0 else prev
         else:
             lam.append(None)
     return _rescale(net, lam, input_max)

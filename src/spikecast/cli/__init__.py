@@ -38,7 +38,9 @@ DataDir = Annotated[
     typer.Option(help="Folder with the MNIST IDX files (else $SPIKECAST_DATA, then the cache)."),
 ]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice (training, sampling).")]
-Limit = Annotated[int | None, typer.Option(help="Evaluate on the first N test samples only.")]
+Limit = Annotated[
+    int | None, typer.Option(min=1, help="Evaluate on the first N test samples only.")
+]
 DatasetOpt = Annotated[
     str | None,
     typer.Option(
@@ -140,20 +142,23 @@ def convert(
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     calib_samples: Annotated[
-        int, typer.Option(help="Training samples used for calibration/normalization.")
+        int, typer.Option(min=1, help="Training samples used for calibration/normalization.")
     ] = 2000,
     seed: Seed = 0,
 ) -> None:
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
     try:
         module, meta = load_model(model)
-        data = load_dataset(dataset or meta["dataset"], data_dir, seed=seed)
+        data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
         params = parse_params(param)
         recipe = get_recipe(scheme, **params)
         net = capture(module, data.sample_shape)
         normalized = recipe.normalize(net, _calibration(data.x_train, calib_samples, seed))
         recipe.replace(normalized, net)
-        info = {"source_model": str(model), "dataset": data.name, "calib_samples": calib_samples}
+        info = {
+            "source_model": str(model), "dataset": data.name, "calib_samples": calib_samples,
+            "split_seed": meta.get("seed", seed),
+        }
         save_converted(out, ConvertedFile(scheme, recipe.params(), net, normalized, info))
     except ValueError as exc:
         _fail(str(exc))
@@ -190,9 +195,9 @@ def _evaluate(
     data_dir: Path | None, limit: int | None, batch_size: int, seed: int,
 ) -> RunResults:
     torch.manual_seed(seed)
-    if path.suffix == ".safetensors" and path.with_suffix(".json").exists():
+    if path.suffix == ".safetensors":
         module, meta = load_model(path)
-        data = load_dataset(dataset or meta["dataset"], data_dir, seed=seed)
+        data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
         ann = capture(module, data.sample_shape)
         snn_name = scheme
         if scheme is not None:
@@ -202,9 +207,20 @@ def _evaluate(
         conv = load_converted(path)
         if scheme is not None and scheme != conv.scheme:
             raise ValueError(f"{path} was converted with {conv.scheme!r}, not {scheme!r}")
-        data = load_dataset(dataset or conv.info.get("dataset", ""), data_dir, seed=seed)
+        if params:
+            raise ValueError(
+                f"{path} holds a finished conversion whose parameters are fixed; "
+                "pass --param to `spikecast convert` (or evaluate the ANN file with --scheme)"
+            )
+        split_seed = conv.info.get("split_seed", seed)
+        data = load_dataset(dataset or conv.info.get("dataset", ""), data_dir, seed=split_seed)
         ann, snn_name = conv.ann, conv.scheme
-        snn = get_recipe(conv.scheme, **(conv.params | params)).replace(conv.normalized, ann)
+        snn = get_recipe(conv.scheme, **conv.params).replace(conv.normalized, ann)
+    if data.sample_shape != ann.input_shape:
+        raise ValueError(
+            f"the network takes samples of shape {ann.input_shape} but dataset {data.name!r} "
+            f"has {data.sample_shape}"
+        )
     x, y = data.x_test[:limit], data.y_test[:limit]
     with torch.no_grad():
         run = RunResults(data.name, accuracy(ann(x).argmax(1), y), ann_macs(ann), len(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
@@ -23,8 +24,16 @@ def recipe_class(name: str) -> type[Recipe]:
 
 
 def get_recipe(name: str, **params: Any) -> Recipe:
-    """Instantiate the recipe ``name`` with ``params``."""
-    return recipe_class(name)(**params)
+    """Instantiate the recipe ``name`` with ``params``; unknown keys raise ``ValueError``."""
+    cls = recipe_class(name)
+    allowed = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+    unknown = sorted(set(params) - set(allowed)) if allowed else []
+    if unknown:
+        raise ValueError(
+            f"scheme {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters: {', '.join(allowed)}"
+        )
+    return cls(**params)
 
 
 __all__ = ["RECIPES", "Recipe", "SpikingModel", "convert", "get_recipe", "recipe_class"]

@@ -91,6 +91,8 @@ def _route(m0, j0, n0, q, node_offset, stage_kind, src_ptr_offset, src_ptr, targ
                 best = max(best, q[src_base + win_src[k]])
             old = q[dst_base + u]
             if best != old:
+                if sp >= stack.shape[0]:
+                    raise RuntimeError("sigma-delta kernel: max-pool cascade stack overflow")
                 q[dst_base + u] = best
                 pool_msgs[m + 1] += abs(best - old)
                 stack[sp, 0] = m + 1

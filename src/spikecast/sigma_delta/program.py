@@ -42,6 +42,8 @@ class StageKind(IntEnum):
     MAXPOOL = 2
 
 
+# The kernel packs a node index into 6 bits of a queue entry (node 0 is the input).
+MAX_NODES = 63
 SUPPORTED_LAYERS = "Linear, Conv2d, AvgPool2d, MaxPool2d, Flatten (ReLU after synaptic layers)"
 
 
@@ -159,6 +161,11 @@ def build_program(net: Network, thetas: tuple[float, ...]) -> Program:
     stages = [s for s in net.stages() if not isinstance(s.layer, Flatten)]
     if not stages or not stages[-1].synaptic:
         raise ValueError("the sigma-delta readout needs a Linear/Conv2d/AvgPool2d last layer")
+    if len(stages) > MAX_NODES:
+        raise ValueError(
+            f"the sigma-delta kernel handles at most {MAX_NODES} layers (excluding Flatten), "
+            f"this network has {len(stages)}"
+        )
     n_pop = sum(s.synaptic for s in stages)
     if len(thetas) != n_pop:
         raise ValueError(f"{len(thetas)} thresholds for {n_pop} neuron populations")
