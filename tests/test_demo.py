@@ -27,3 +27,8 @@ def test_demo_writes_results_and_plot(tmp_path) -> None:
         assert name in res.output
     png = (tmp_path / "accuracy_vs_time.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tmp_path / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "http://" not in html and "https://" not in html
+    for name in RECIPES:
+        assert name in html
+        assert "energy_J" in data["schemes"][name] and "latency" in data["schemes"][name]

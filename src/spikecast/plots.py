@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from spikecast.metrics import SchemeResult
 
-
-def plot_accuracy_vs_time(
-    results: dict[str, SchemeResult], ann_accuracy: float, path: str | Path, title: str = ""
-) -> Path:
-    """One panel per scheme: accuracy after each time step / time point, ANN as a line.
+def plot_accuracy_vs_time(results: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """One panel per scheme of a ``results.json`` dictionary: accuracy after each time
+    step / time point, the ANN as a dashed line.
 
     Schemes run on different clocks (steps, microseconds, time units), so each gets its
     own x axis.
     """
-    with_curves = {k: r for k, r in results.items() if r.curve is not None and r.curve.x}
-    if not with_curves:
+    curves = {k: e["curve"] for k, e in results["schemes"].items() if e.get("curve")}
+    if not curves:
         raise ValueError("no scheme result carries an accuracy curve to plot")
-    fig, axes = plt.subplots(
-        1, len(with_curves), figsize=(4.2 * len(with_curves), 3.4), squeeze=False
-    )
-    for ax, (name, res) in zip(axes[0], with_curves.items(), strict=True):
-        ax.plot(res.curve.x, [100 * a for a in res.curve.accuracy], label=f"{name} SNN")
-        ax.axhline(100 * ann_accuracy, color="k", ls="--", lw=1, label="ANN")
-        ax.set_xlabel(res.curve.x_label)
+    ann = 100 * results["ann"]["accuracy"]
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(curve["x"], [100 * a for a in curve["accuracy"]], label=f"{name} SNN")
+        ax.axhline(ann, color="k", ls="--", lw=1, label="ANN")
+        ax.set_xlabel(curve["x_label"])
         ax.set_ylabel("accuracy (%)")
         ax.set_title(name)
         ax.set_ylim(0, 101)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from typing import Any
 
-from spikecast.metrics import RunResults
+from rich.table import Table
 
 
 def _fmt_count(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.2f}"
 
 
-def results_table(run: RunResults, title: str | None = None) -> Table:
-    """ANN vs every scheme: accuracy, spikes per neuron, synaptic events vs ANN MACs."""
+def results_table(results: dict[str, Any], title: str | None = None) -> Table:
+    """ANN vs every scheme of a ``results.json`` dictionary: accuracy, spikes per neuron,
+    synaptic events vs ANN MACs."""
+    n = results["n_samples"]
     table = Table(
-        title=title or f"{run.dataset}: ANN vs SNN ({run.n_samples} samples)",
+        title=title or f"{results['dataset']}: ANN vs SNN ({n} samples)",
         caption="per-sample means; syn. events = spikes x fan-out (accumulates)",
     )
     for col, justify in (
@@ -23,16 +25,20 @@ def results_table(run: RunResults, title: str | None = None) -> Table:
         ("events/MAC", "right"),
     ):
         table.add_column(col, justify=justify)
-    table.add_row("ANN", f"{100 * run.ann_accuracy:.2f}", "", "", "", _fmt_count(run.ann_macs), "")
-    for name, res in run.schemes.items():
-        ratio = res.synaptic_events / run.ann_macs if run.ann_macs else float("nan")
+    ann_acc, macs = results["ann"]["accuracy"], results["ann"]["macs"]
+    table.add_row("ANN", f"{100 * ann_acc:.2f}", "", "", "", _fmt_count(macs), "")
+    for name, entry in results["schemes"].items():
+        ratio = entry["synaptic_events"] / macs if macs else float("nan")
         table.add_row(
             name,
-            f"{100 * res.accuracy:.2f}",
-            f"{100 * (res.accuracy - run.ann_accuracy):+.2f}",
-            f"{res.spikes_per_neuron:.3f}",
-            _fmt_count(res.synaptic_events),
-            _fmt_count(res.ann_macs),
+            f"{100 * entry['accuracy']:.2f}",
+            f"{100 * (entry['accuracy'] - ann_acc):+.2f}",
+            f"{entry['spikes_per_neuron']:.3f}",
+            _fmt_count(entry["synaptic_events"]),
+            _fmt_count(entry["ann_macs"]),
             f"{ratio:.3f}",
         )
+    for name, why in results.get("failed", {}).items():
+        table.add_row(name, "failed", "", "", "", "", "", style="red")
+        table.caption = f"{table.caption}\n{name}: {why}"
     return table

@@ -91,12 +91,14 @@ def demo(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train the Wine 13-30-3 ANN, convert it with every scheme, print ANN vs SNN and write
-    results.json and accuracy_vs_time.png into OUT."""
+    results.json, report.html and accuracy_vs_time.png into OUT."""
     from spikecast.demo import run_demo
 
-    run = run_demo(out, seed=seed, limit=limit, progress=not quiet)
-    console.print(results_table(run))
-    console.print(f"wrote {out / 'results.json'} and {out / 'accuracy_vs_time.png'}")
+    results = run_demo(out, seed=seed, limit=limit, progress=not quiet)
+    console.print(results_table(results))
+    written = ", ".join(str(out / f) for f in ("results.json", "report.html",
+                                               "accuracy_vs_time.png"))
+    console.print(f"wrote {written}")
 
 
 @app.command()
@@ -185,7 +187,7 @@ def evaluate(
                         seed)
     except ValueError as exc:
         _fail(str(exc))
-    console.print(results_table(run))
+    console.print(results_table(run.to_dict()))
     if json_out is not None:
         console.print(f"wrote {run.save(json_out)}")
 
@@ -230,11 +232,13 @@ def _evaluate(
 
 
 def _register_scheme_commands() -> None:
+    from spikecast.report.cli import register as register_report
     from spikecast.sigma_delta.cli import register as register_sigma_delta
     from spikecast.ssnn.cli import register as register_ssnn
 
     register_ssnn(app, reproduce_app)
     register_sigma_delta(app, reproduce_app)
+    register_report(app)
 
 
 _register_scheme_commands()
