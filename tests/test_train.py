@@ -76,7 +76,7 @@ def test_training_restores_global_torch_settings(wine: Dataset) -> None:
         ({"epochs": 1, "max_shift": -1}, "max_shift must be >= 0, got -1"),
         (
             {"epochs": 1, "schedule": "step"},
-            "unknown lr schedule 'step'; allowed: 'constant', 'cosine'",
+            "invalid LRSchedule 'step'; allowed: 'constant', 'cosine'",
         ),
         (
             {"epochs": 1, "max_shift": 2},
@@ -162,5 +162,6 @@ def test_random_shift_zero_is_identity_and_rejects_flat_input() -> None:
 
 
 def test_schedule_enum_parses_values() -> None:
-    assert LRSchedule.parse("cosine") is LRSchedule.COSINE
-    assert LRSchedule.parse(LRSchedule.CONSTANT) is LRSchedule.CONSTANT
+    assert LRSchedule("cosine") is LRSchedule.COSINE
+    assert LRSchedule(" Cosine ") is LRSchedule.COSINE
+    assert LRSchedule(LRSchedule.CONSTANT) is LRSchedule.CONSTANT

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from spikecast.choice import Choice
 from spikecast.graph import Flatten, MaxPool2d, Network, Stage
-from spikecast.neurons.integrate_fire import Choice, IFParams, IFState, if_step
+from spikecast.neurons.integrate_fire import IFParams, IFState, if_step
 
 
 class InputCoding(Choice):

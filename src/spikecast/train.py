@@ -12,33 +12,24 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from spikecast.choice import Choice
 from spikecast.data import Dataset, load_dataset
 from spikecast.models import get_architecture
 
 __all__ = ["LRSchedule", "TrainedModel", "evaluate_ann", "random_shift", "train_model"]
 
 
-class LRSchedule(str, Enum):
+class LRSchedule(Choice):
     """Learning-rate schedule over all optimiser steps."""
 
     CONSTANT = "constant"
     COSINE = "cosine"
-
-    @classmethod
-    def parse(cls, value: LRSchedule | str) -> LRSchedule:
-        """Accept an enum member or its string value; ``ValueError`` lists the allowed ones."""
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(repr(s.value) for s in cls)
-            raise ValueError(f"unknown lr schedule {value!r}; allowed: {allowed}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,7 +158,7 @@ def train_model(
     ``torch.Generator`` seeded with ``seed``; initial weights use ``torch.manual_seed(seed)``.
     """
     _validate(epochs, lr, batch_size, weight_decay, max_shift, threads)
-    schedule = LRSchedule.parse(schedule)
+    schedule = LRSchedule(schedule)
     arch = get_architecture(arch_name)
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     if data.sample_shape != arch.input_shape:

@@ -13,22 +13,10 @@ discards it and under-estimates the rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 
-
-class Choice(str, Enum):
-    """A string enum that accepts its values case-insensitively and lists them on error."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Choice:
-        if isinstance(value, str):
-            for member in cls:
-                if member.value == value.strip().lower():
-                    return member
-        allowed = ", ".join(repr(m.value) for m in cls)
-        raise ValueError(f"invalid {cls.__name__} {value!r}; allowed: {allowed}")
+from spikecast.choice import Choice
 
 
 class Reset(Choice):

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 import torch
 from rich.progress import Progress
 
+from spikecast.choice import Choice
 from spikecast.graph import Network
 from spikecast.metrics import Curve, SchemeResult, SpikeCounter, ann_macs, layer_macs
-from spikecast.neurons.integrate_fire import Choice, IFParams, Reset
+from spikecast.neurons.integrate_fire import IFParams, Reset
 from spikecast.normalize import Normalized, data_based, model_based
 from spikecast.rate_sim import MAX_STEPS, InputCoding, RateOutput, simulate
 from spikecast.schemes.base import Recipe, SpikingModel

@@ -82,7 +82,7 @@ class SigmaDeltaRecipe(Recipe):
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rule", FiringRule.parse(self.rule))
+        object.__setattr__(self, "rule", FiringRule(self.rule))
         try:
             object.__setattr__(self, "mode", SimMode(self.mode))
         except ValueError:

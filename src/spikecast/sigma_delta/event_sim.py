@@ -57,7 +57,7 @@ class EventSimulator:
     ) -> None:
         self.program = program
         self.workers = workers or os.cpu_count() or 1
-        self.rule = FiringRule.parse(rule)
+        self.rule = FiringRule(rule)
         self.input_threshold = input_threshold
         self.delay = check_delay(delay)
         self.grid = time_points(frame_duration(input_threshold), n_time_points)

@@ -16,24 +16,17 @@ Each spike carries +-theta to every target: v_target <- v_target + w * (+-theta)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 
+from spikecast.choice import Choice
 
-class FiringRule(str, Enum):
+
+class FiringRule(Choice):
     """How many spikes one update may trigger."""
 
     PAPER = "paper"
     EXACT = "exact"
-
-    @classmethod
-    def parse(cls, value: FiringRule | str) -> FiringRule:
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(repr(r.value) for r in cls)
-            raise ValueError(f"unknown firing rule {value!r}; allowed: {allowed}") from None
 
 
 def check_theta(theta: float, where: str = "theta") -> float:
@@ -54,7 +47,7 @@ class NeuronParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "theta", check_theta(self.theta))
-        object.__setattr__(self, "rule", FiringRule.parse(self.rule))
+        object.__setattr__(self, "rule", FiringRule(self.rule))
 
 
 @dataclass(frozen=True)

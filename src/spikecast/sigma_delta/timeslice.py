@@ -44,7 +44,7 @@ class TimeSliceSimulator:
         device: str | torch.device = "cpu",
     ) -> None:
         self.program = program
-        self.rule = FiringRule.parse(rule)
+        self.rule = FiringRule(rule)
         self.input_threshold = input_threshold
         self.delay = check_delay(delay)
         self.grid = time_points(frame_duration(input_threshold), n_time_points)
