@@ -233,3 +233,11 @@ def test_network_must_end_in_a_synaptic_layer():
     net = Network((conv, ReLU(), MaxPool2d((2, 2), (2, 2))), ("a", "b", "c"), (1, 2, 2))
     with pytest.raises(ValueError, match="last layer"):
         build_program(net, (1.0,))
+
+
+@pytest.mark.parametrize("simulator", [EventSimulator, TimeSliceSimulator])
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_simulators_reject_input_threshold_outside_unit_interval(simulator, bad) -> None:
+    net = Network((Linear(torch.ones(2, 3)),), ("l",), (3,))
+    with pytest.raises(ValueError, match=r"input_threshold must be in \[0, 1\)"):
+        simulator(build_program(net, (1.0,)), input_threshold=bad)

@@ -42,7 +42,28 @@ class FrameState:
     count: list[np.ndarray]
 
 
-class EventSimulator:
+class SimulatorSettings:
+    """What both sigma-delta simulators share: the program, firing rule, input threshold,
+    synaptic delay and the time grid of the accuracy curve."""
+
+    def __init__(
+        self,
+        program: Program,
+        rule: FiringRule | str = FiringRule.EXACT,
+        input_threshold: float = 0.2,
+        delay: float = 0.0,
+        n_time_points: int = 81,
+    ) -> None:
+        if not 0.0 <= input_threshold < 1.0:
+            raise ValueError(f"input_threshold must be in [0, 1), got {input_threshold}")
+        self.program = program
+        self.rule = FiringRule(rule)
+        self.input_threshold = input_threshold
+        self.delay = check_delay(delay)
+        self.grid = time_points(frame_duration(input_threshold), n_time_points)
+
+
+class EventSimulator(SimulatorSettings):
     """Simulate frames spike by spike; ``run`` splits frames over ``workers`` threads
     (the compiled kernel releases the GIL; default: one per CPU core)."""
 
@@ -55,12 +76,8 @@ class EventSimulator:
         n_time_points: int = 81,
         workers: int | None = None,
     ) -> None:
-        self.program = program
+        super().__init__(program, rule, input_threshold, delay, n_time_points)
         self.workers = workers or os.cpu_count() or 1
-        self.rule = FiringRule(rule)
-        self.input_threshold = input_threshold
-        self.delay = check_delay(delay)
-        self.grid = time_points(frame_duration(input_threshold), n_time_points)
 
     @property
     def hops(self) -> int:

@@ -24,14 +24,14 @@ import torch
 
 from spikecast.graph import Conv2d, Layer, Linear, MaxPool2d
 from spikecast.metrics import fan_out
-from spikecast.sigma_delta.encoding import check_input, frame_duration
-from spikecast.sigma_delta.event_sim import check_delay
+from spikecast.sigma_delta.encoding import check_input
+from spikecast.sigma_delta.event_sim import SimulatorSettings
 from spikecast.sigma_delta.neuron import FiringRule, NeuronParams, fire_count
 from spikecast.sigma_delta.program import NodeKind, Program, float64_layer
-from spikecast.sigma_delta.record import SimRecord, time_points
+from spikecast.sigma_delta.record import SimRecord
 
 
-class TimeSliceSimulator:
+class TimeSliceSimulator(SimulatorSettings):
     """Batched slice-by-slice simulation of a :class:`Program`'s network."""
 
     def __init__(
@@ -43,11 +43,7 @@ class TimeSliceSimulator:
         n_time_points: int = 81,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.program = program
-        self.rule = FiringRule(rule)
-        self.input_threshold = input_threshold
-        self.delay = check_delay(delay)
-        self.grid = time_points(frame_duration(input_threshold), n_time_points)
+        super().__init__(program, rule, input_threshold, delay, n_time_points)
         self.device = torch.device(device)
         self.stages = list(program.node_stage[1:])
         self.layers = [

@@ -137,6 +137,20 @@ def _add_source(current, w_flat, w_off, n_src_out, start_out, src, sign):
 
 
 @numba.njit(cache=True)
+def _record(rows, t, v, trace_t, trace_v, trace_idx):  # pragma: no cover - compiled
+    """Append (t, v[trace_idx]) as trace row ``rows``; -1 once the buffer is full (or
+    recording is off: no traced neurons or rows < 0)."""
+    if trace_idx.shape[0] == 0 or rows < 0:
+        return rows
+    if rows >= trace_t.shape[0]:
+        return -1
+    trace_t[rows] = t
+    for k in range(trace_idx.shape[0]):
+        trace_v[rows, k] = v[trace_idx[k]]
+    return rows + 1
+
+
+@numba.njit(cache=True)
 def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off, sizes, starts,
               bias, vth, checkpoints, counts, cp_counts, cp_v, spike_times, trace_idx,
               trace_t, trace_v):
@@ -165,7 +179,6 @@ def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off,
     c = 0
     n_edges = edge_t.shape[0]
     n_cp = checkpoints.shape[0]
-    n_trace = trace_idx.shape[0]
     rows = 0
     while True:
         t_next = window
@@ -195,14 +208,7 @@ def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off,
             if not refr[j]:
                 v[j] = max(0.0, v[j] + current[j] * step)
         t = t_next
-        if n_trace > 0 and rows >= 0:
-            if rows < trace_t.shape[0]:
-                trace_t[rows] = t
-                for k in range(n_trace):
-                    trace_v[rows, k] = v[trace_idx[k]]
-                rows += 1
-            else:
-                rows = -1
+        rows = _record(rows, t, v, trace_t, trace_v, trace_idx)
         while c < n_cp and checkpoints[c] <= t:
             for k in range(n_out):
                 cp_counts[c, k] = counts[out0 + k]
@@ -239,14 +245,7 @@ def _simulate(duty, phase, period, window, width, t_refr, v_init, w_flat, w_off,
             if layer + 1 < n_layers:
                 _add_source(current, w_flat, w_off[layer + 1], sizes[layer + 1],
                             starts[layer + 1], j - starts[layer], 1.0)
-        if n_trace > 0 and rows >= 0:
-            if rows < trace_t.shape[0]:
-                trace_t[rows] = t
-                for k in range(n_trace):
-                    trace_v[rows, k] = v[trace_idx[k]]
-                rows += 1
-            else:
-                rows = -1
+        rows = _record(rows, t, v, trace_t, trace_v, trace_idx)
     return rows
 
 
