@@ -145,7 +145,7 @@ class Residual(nn.Module):
         self.a = nn.Linear(4, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(x) + x
+        return self.a(x) + 1.0
 
 
 class Branch(nn.Module):
@@ -167,8 +167,7 @@ class Branch(nn.Module):
         (nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2)), (1, 9, 9), "dilation"),
         (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), (1, 5, 5), "ceil_mode"),
         (nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.BatchNorm1d(3)), (3,), "BatchNorm"),
-        (Residual(), (4,), "'add'"),
-        (Branch(), (4,), "single chain"),
+        (Residual(), (4,), "without alpha or constants"),
         (nn.Sequential(nn.Flatten(0)), (2, 2), "start_dim=0"),
     ],
 )
@@ -178,6 +177,11 @@ def test_unsupported_layers_name_the_node(model: nn.Module, shape: tuple, needle
     msg = str(err.value)
     assert needle in msg
     assert "Supported:" in msg
+
+
+def test_a_layer_whose_output_is_unused_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"\['a'\] feed nothing"):
+        capture(Branch().eval(), (4,))
 
 
 @pytest.mark.parametrize(

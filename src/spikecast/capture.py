@@ -1,9 +1,10 @@
 """Capture a traceable PyTorch model into a :class:`~spikecast.graph.Network`.
 
 The model is traced with ``torch.fx`` (so ``nn.Sequential``, ``F.relu``, ``torch.flatten``,
-``x.view(x.size(0), -1)`` and plain ``forward`` code all work), shapes are propagated with
-an example input, BatchNorm is folded into the preceding Linear/Conv2d, Dropout and
-Identity are dropped. Parameters are copied; the user's model is never mutated.
+``x.view(x.size(0), -1)``, residual additions ``x + y`` and ``torch.cat(..., dim=1)`` in plain
+``forward`` code all work), shapes are propagated with an example input, BatchNorm is folded
+into the preceding Linear/Conv2d, Dropout and Identity are dropped. Parameters are copied;
+the user's model is never mutated.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from spikecast.graph import (
+    INPUT,
+    Add,
     AvgPool2d,
+    Concat,
     Conv2d,
     Flatten,
     Layer,
@@ -34,8 +38,11 @@ from spikecast.graph import (
 SUPPORTED = (
     "Linear, Conv2d (groups=1, dilation=1, zero padding), AvgPool2d, MaxPool2d, Flatten/"
     "flatten/view/reshape to (batch, -1), ReLU/F.relu/torch.relu, BatchNorm1d/2d after "
-    "Linear/Conv2d (folded), Dropout/Identity (dropped)"
+    "Linear/Conv2d (folded), Dropout/Identity (dropped), x + y of two tensors (Add), "
+    "torch.cat along dim 1 (Concat)"
 )
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+_CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
 _DROPPED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _DROPPED_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, torch.dropout)
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
@@ -134,6 +141,8 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
     """Layer for a call_function/call_method node; None to drop it."""
     t = node.target
     if node.op == "call_method":
+        if t in ("add", "add_"):
+            return _add(node)
         if t in ("relu", "relu_"):
             return ReLU()
         if t in ("view", "reshape", "flatten") and _is_flatten(node):
@@ -145,6 +154,10 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
         raise _unsupported(node, f"Tensor.{t}")
     if t in _RELU_FUNCTIONS:
         return ReLU()
+    if t in _ADD_FUNCTIONS:
+        return _add(node)
+    if t in _CAT_FUNCTIONS:
+        return _concat(node)
     if t in _FLATTEN_FUNCTIONS and _is_flatten(node):
         return Flatten()
     if t in _DROPPED_FUNCTIONS:
@@ -154,6 +167,43 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
     if t is operator.getitem or t is getattr:
         return Marker.AUX
     raise _unsupported(node, getattr(t, "__name__", str(t)))
+
+
+def _add(node: torch.fx.Node) -> Add:
+    """x + y of two tensors of one shape (no alpha, no broadcasting, no constants)."""
+    args = list(node.args)
+    if len(args) != 2 or not all(isinstance(a, torch.fx.Node) for a in args) or node.kwargs:
+        raise _unsupported(node, "add", "only the sum of two tensors, without alpha or constants")
+    shapes = [a.meta["tensor_meta"].shape for a in args]
+    if shapes[0] != shapes[1]:
+        raise _unsupported(node, "add", f"operand shapes {list(shapes[0])} and "
+                                        f"{list(shapes[1])} differ (no broadcasting)")
+    return Add((1.0, 1.0))
+
+
+def _concat(node: torch.fx.Node) -> Concat:
+    """torch.cat of a list of tensors along the channel axis (dim 1)."""
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    ndim = len(node.meta["tensor_meta"].shape)
+    if not isinstance(tensors, (list, tuple)) or not all(
+        isinstance(a, torch.fx.Node) for a in tensors
+    ):
+        raise _unsupported(node, "cat", "only a list of tensors")
+    if not isinstance(dim, int) or dim % ndim != 1:
+        raise _unsupported(node, "cat", f"dim={dim}; only the channel axis (dim=1)")
+    return Concat(tuple(1.0 for _ in tensors))
+
+
+def _inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The tensor operands of ``node`` (a concatenation's list flattened)."""
+    out: list[torch.fx.Node] = []
+    for a in (*node.args, *node.kwargs.values()):
+        if isinstance(a, torch.fx.Node):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(x for x in a if isinstance(x, torch.fx.Node))
+    return out
 
 
 _POOL_SIGNATURES = {
@@ -230,45 +280,71 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
 
     layers: list[Layer] = []
     names: list[str] = []
-    current: torch.fx.Node | None = None
+    sources: list[tuple[int, ...]] = []
+    value: dict[torch.fx.Node, int] = {}  # node -> index of the layer holding its value
     handlers: dict[str, Callable[[torch.fx.Node], Layer | Marker | None]] = {
-        "call_module": lambda n: _module_or_bn(n, modules[n.target], layers, names),
+        "call_module": lambda n: _module_or_bn(n, modules[n.target], layers, names, value),
         "call_function": _function_layer,
         "call_method": _function_layer,
     }
+    output: torch.fx.Node | None = None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            if current is not None:
+            if value:
                 raise _unsupported(node, "second input")
-            current = node
+            value[node] = INPUT
             continue
         if node.op == "output":
+            output = node.args[0]
             break
         if node.op == "get_attr":
             raise _unsupported(node, str(node.target), "parameters used outside a layer")
         result = handlers[node.op](node)
         if result is Marker.AUX:
             continue
-        tensor_args = [a for a in node.args if isinstance(a, torch.fx.Node)]
-        if not tensor_args or tensor_args[0] is not current:
-            raise _unsupported(node, str(node.target), "the graph is not a single chain")
-        current = node
+        operands = _inputs(node)
+        if not isinstance(result, (Add, Concat)):
+            operands = operands[:1]
+        if not operands or any(a not in value for a in operands):
+            raise _unsupported(node, str(node.target), "an operand is not a tensor of the network")
         if result is None or result is Marker.FOLDED:
+            value[node] = value[operands[0]]
             continue
         layers.append(result)
         names.append(str(node.target) if node.op == "call_module" else node.name)
+        sources.append(tuple(value[a] for a in operands))
+        value[node] = len(layers) - 1
     if not layers:
         raise ValueError(f"{type(model).__name__} contains no supported layer")
-    return canonicalize(Network(tuple(layers), tuple(names), tuple(input_shape)))
+    if not isinstance(output, torch.fx.Node) or output not in value:
+        raise ValueError(f"{type(model).__name__} must return one tensor")
+    last = value[output]
+    if last != len(layers) - 1:
+        raise ValueError(
+            f"{type(model).__name__}: the returned tensor is not the last layer's output"
+        )
+    try:
+        net = Network(tuple(layers), tuple(names), tuple(input_shape), tuple(sources))
+    except ValueError as exc:
+        raise ValueError(f"{type(model).__name__}: {exc}") from exc
+    return canonicalize(net)
 
 
 def _module_or_bn(
-    node: torch.fx.Node, m: nn.Module, layers: list[Layer], names: list[str]
+    node: torch.fx.Node, m: nn.Module, layers: list[Layer], names: list[str],
+    value: dict[torch.fx.Node, int],
 ) -> Layer | Marker | None:
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        if not layers or not isinstance(layers[-1], (Linear, Conv2d)):
+        src = node.args[0]
+        if (
+            not layers
+            or not isinstance(layers[-1], (Linear, Conv2d))
+            or value.get(src) != len(layers) - 1
+            or len(src.users) != 1
+        ):
             raise _unsupported(
-                node, type(m).__name__, "BatchNorm must directly follow a Linear or Conv2d"
+                node, type(m).__name__,
+                "BatchNorm must directly follow a Linear or Conv2d whose output nothing else reads",
             )
         layers[-1] = fold_batchnorm(layers[-1], m)
         names[-1] = f"{names[-1]}+{node.target}"

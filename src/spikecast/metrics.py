@@ -46,8 +46,8 @@ def synapse_count(net: Network) -> int:
 
 
 def neuron_count(net: Network) -> int:
-    """Neurons that can spike: the outputs of every synaptic layer (hidden and output)."""
-    return sum(s.neurons for s in net.stages() if s.synaptic)
+    """Neurons that can spike: every population (a layer followed by a ReLU, and the output)."""
+    return sum(s.neurons for s in net.stages() if s.population)
 
 
 def fan_out(layer: Layer, in_shape: tuple[int, ...]) -> torch.Tensor:
@@ -91,13 +91,18 @@ class LayerStats:
 class SpikeCounter:
     """Accumulates spikes and synaptic events per stage while a simulator runs.
 
-    Simulators call :meth:`add` with per-sample spike counts of a population and the
-    counts arriving at each synaptic layer; :meth:`stats` turns them into per-sample means.
+    Simulators call :meth:`add_spikes` with per-sample spike counts of a population and
+    :meth:`add_inputs` with the counts arriving at each synaptic layer (or directly at an
+    Add/Concat population, one connection each); :meth:`stats` turns them into per-sample
+    means. Tracked stages: every synaptic layer and every population.
     """
 
     def __init__(self, net: Network) -> None:
-        self.stages = [s for s in net.stages() if s.synaptic]
-        self._fan = {s.index: fan_out(s.layer, s.in_shape) for s in self.stages}
+        self.stages = [s for s in net.stages() if s.synaptic or s.population]
+        self._fan = {
+            s.index: fan_out(s.layer, s.in_shape) if s.synaptic else torch.ones(s.out_shape)
+            for s in self.stages
+        }
         self.spikes = {s.index: 0.0 for s in self.stages}
         self.events = {s.index: 0.0 for s in self.stages}
         self.samples = 0
@@ -119,7 +124,7 @@ class SpikeCounter:
         return [
             LayerStats(
                 s.name,
-                s.neurons,
+                s.neurons if s.population else 0,
                 self.spikes[s.index] / n,
                 self.events[s.index] / n,
                 layer_macs(s.layer, s.in_shape, s.out_shape),

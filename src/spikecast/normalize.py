@@ -1,19 +1,22 @@
 """Weight normalization for ANN-to-SNN conversion.
 
-Both methods find a scale lambda_l for every synaptic layer's output and rescale
-W_l <- W_l lambda_{l-1} / lambda_l,  b_l <- b_l / lambda_l   (lambda_0 = input maximum),
+Both methods find a scale lambda for the output of every Linear, Conv2d and Add layer and
+rescale  W <- W lambda_in / lambda,  b <- b / lambda  (lambda of the input = input maximum),
 so normalized activations stay (mostly) within [0, 1], i.e. below one threshold per step.
-Routing layers (Flatten, MaxPool2d) pass the scale through; AvgPool2d has fixed weights
-that keep the scale (its output never exceeds its input's maximum).
+Routing layers (Flatten, MaxPool2d) and ReLU pass the scale through; AvgPool2d has fixed
+weights that keep the scale (its output never exceeds its input's maximum). An Add or
+Concat rescales each input's weight, w_k <- w_k lambda_k / lambda (a Concat takes the
+largest input scale), so every branch arrives on the merged value's scale.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
-from spikecast.graph import Conv2d, Linear, Network, ReLU
+from spikecast.graph import INPUT, Add, Concat, Conv2d, Layer, Linear, Network
 
 
 @dataclass(frozen=True)
@@ -24,23 +27,30 @@ class Normalized:
     scales: tuple[float, ...]
 
 
-def _rescale(net: Network, layer_scale: list[float | None], input_scale: float) -> Normalized:
-    """Apply W <- W lambda_prev / lambda, b <- b / lambda; None keeps the running scale
-    (lambda = lambda_prev: W unchanged, b / lambda_prev)."""
-    layers = []
+ScaleRule = Callable[[int, Layer, list[float]], float | None]
+
+
+def _rescale(net: Network, measure: ScaleRule, input_scale: float) -> Normalized:
+    """Walk the layers in order; ``measure(i, layer, input_scales)`` gives layer i's output
+    scale (None: keep the input's, i.e. W unchanged and b / lambda_in, for layers that are
+    never positive) for Linear, Conv2d and Add."""
+    layers: list[Layer] = []
     scales: list[float] = []
-    prev = input_scale
-    for layer, lam in zip(net.layers, layer_scale, strict=True):
+    for i, (layer, src) in enumerate(zip(net.layers, net.sources, strict=True)):
+        ins = [input_scale if k == INPUT else scales[k] for k in src]
         if isinstance(layer, (Linear, Conv2d)):
-            lam = prev if lam is None else lam
-            w = layer.weight * (prev / lam)
-            b = None if layer.bias is None else layer.bias / lam
-            layer = Linear(w, b) if isinstance(layer, Linear) else Conv2d(
-                w, b, layer.stride, layer.padding
-            )
-            prev = lam
+            lam = measure(i, layer, ins) or ins[0]
+            bias = None if layer.bias is None else layer.bias / lam
+            layer = replace(layer, weight=layer.weight * (ins[0] / lam), bias=bias)
+        elif isinstance(layer, (Add, Concat)):
+            lam = (measure(i, layer, ins) if isinstance(layer, Add) else None) or max(ins)
+            layer = replace(layer, weights=tuple(
+                w * k / lam for w, k in zip(layer.weights, ins, strict=True)
+            ))
+        else:
+            lam = ins[0]
         layers.append(layer)
-        scales.append(prev)
+        scales.append(lam)
     return Normalized(net.with_layers(layers), tuple(scales))
 
 
@@ -53,22 +63,22 @@ def model_based(net: Network, input_max: float = 1.0) -> Normalized:
     """Model-based normalization (Diehl et al. 2015, the SSNN paper's Fig. 2).
 
     lambda_l = max_j ( sum_i max(0, W_ji) lambda_{l-1} + max(0, b_j) ): the largest
-    activation the layer can reach when every input is at its maximum. After rescaling,
-    every neuron's positive input sum (plus positive bias) is at most 1.
+    activation the layer can reach when every input is at its maximum; an Add reaches at
+    most sum_k max(0, w_k) lambda_k. After rescaling, every neuron's positive input sum
+    (plus positive bias) is at most 1.
     """
-    lam: list[float | None] = []
-    prev = input_max
-    for layer in net.layers:
-        if isinstance(layer, (Linear, Conv2d)):
-            bound = positive_input_sum(layer) * prev
-            if layer.bias is not None:
-                bound = bound + layer.bias.clamp(min=0)
-            cur = float(bound.max())
-            lam.append(cur if cur > 0 else None)  # a layer never positive keeps the scale
-            prev = cur if cur > 0 else prev
+
+    def bound(_: int, layer: Layer, ins: list[float]) -> float | None:
+        if isinstance(layer, Add):
+            cur = sum(max(w, 0.0) * k for w, k in zip(layer.weights, ins, strict=True))
         else:
-            lam.append(None)
-    return _rescale(net, lam, input_max)
+            b = positive_input_sum(layer) * ins[0]
+            if layer.bias is not None:
+                b = b + layer.bias.clamp(min=0)
+            cur = float(b.max())
+        return cur if cur > 0 else None  # a layer never positive keeps the scale
+
+    return _rescale(net, bound, input_max)
 
 
 def data_based(
@@ -76,9 +86,9 @@ def data_based(
 ) -> Normalized:
     """Data-based normalization (Rueckauer et al. 2017).
 
-    lambda_l = p-th percentile of the non-zero activations of layer l (after its ReLU for
-    hidden layers; the positive outputs for the last layer) on ``x_calib``; p = 100 is the
-    max-norm of Diehl et al. Biases are divided by lambda_l.
+    lambda_l = p-th percentile of the positive outputs of layer l on ``x_calib`` (equal to
+    the non-zero activations after its ReLU); p = 100 is the max-norm of Diehl et al.
+    Biases are divided by lambda_l.
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
@@ -86,17 +96,13 @@ def data_based(
         raise ValueError("data-based normalization needs at least one calibration sample")
     with torch.no_grad():
         acts = net.activations(x_calib)
-    lam: list[float | None] = []
-    n = len(net.layers)
-    for i, layer in enumerate(net.layers):
-        if not isinstance(layer, (Linear, Conv2d)):
-            lam.append(None)
-            continue
-        out = acts[i + 1] if i + 1 < n and isinstance(net.layers[i + 1], ReLU) else acts[i]
-        pos = out[out > 0].double()
+
+    def measured(i: int, _: Layer, __: list[float]) -> float | None:
+        pos = acts[i][acts[i] > 0].double()
         cur = float(torch.quantile(_subsample(pos), percentile / 100.0)) if pos.numel() else 0.0
-        lam.append(cur if cur > 0 else None)
-    return _rescale(net, lam, input_max)
+        return cur if cur > 0 else None
+
+    return _rescale(net, measured, input_max)
 
 
 def _subsample(v: torch.Tensor, limit: int = 10_000_000) -> torch.Tensor:

@@ -20,7 +20,7 @@ from spikecast.graph import Network
 from spikecast.metrics import Curve, SchemeResult, SpikeCounter, ann_macs, layer_macs
 from spikecast.neurons.integrate_fire import IFParams, Reset
 from spikecast.normalize import Normalized, data_based, model_based
-from spikecast.rate_sim import MAX_STEPS, InputCoding, RateOutput, simulate
+from spikecast.rate_sim import MAX_STEPS, InputCoding, RateOutput, Signal, signal_kinds, simulate
 from spikecast.schemes.base import Recipe, SpikingModel
 
 
@@ -150,10 +150,11 @@ class RateModel(SpikingModel):
     ) -> SchemeResult:
         """Accuracy after every step 1..T on ``(x, y)``, spikes and synaptic events.
 
-        Synaptic events count spikes x fan-out at every synaptic layer. Under constant-
-        current input the first layer receives analog values, not spikes: its events are
-        0 and its cost is the dense MAC count of one pass (``extra["input_layer_macs"]``,
-        the current is constant over time). Under Poisson input the first layer's events
+        Synaptic events count spikes x fan-out at every synaptic layer (and one per spike
+        arriving directly at an Add/Concat population). Under constant-current input the
+        layers fed by the input receive analog values, not spikes: their events are 0 and
+        their cost is the dense MAC count of one pass (``extra["input_layer_macs"]``, the
+        current is constant over time). Under Poisson input the first layer's events
         are input spikes x fan-out.
         """
         if x.shape[0] != y.shape[0]:
@@ -176,7 +177,8 @@ class RateModel(SpikingModel):
                 bar.advance(task, xb.shape[0])
         n = x.shape[0]
         per_step = (correct / max(n, 1)).tolist()
-        first = counter.stages[0]
+        stages = self.network.stages()
+        kinds = signal_kinds(stages, self.recipe.input_coding)
         return SchemeResult(
             scheme=self.scheme,
             accuracy=per_step[-1] if n else float("nan"),
@@ -189,20 +191,21 @@ class RateModel(SpikingModel):
                 "steps": steps,
                 "accuracy_per_step": per_step,
                 "input_spikes": input_spikes / max(n, 1),
-                "input_layer_macs": (
-                    layer_macs(first.layer, first.in_shape, first.out_shape)
-                    if self.recipe.input_coding is InputCoding.CONSTANT
-                    else 0
+                "input_layer_macs": sum(
+                    layer_macs(s.layer, s.in_shape, s.out_shape)
+                    for s in stages
+                    if s.synaptic and kinds[s.sources[0]] is Signal.STATIC
                 ),
             },
         )
 
     @staticmethod
     def _count(counter: SpikeCounter, out: RateOutput) -> None:
-        for stage, spikes, arrived in zip(counter.stages, out.counts, out.arrivals, strict=True):
+        for stage, spikes in zip(out.populations, out.counts, strict=True):
             counter.add_spikes(stage, spikes)
-            if arrived is not None:
-                counter.add_inputs(stage, arrived)
+        for stage in counter.stages:
+            if stage.index in out.arrivals:
+                counter.add_inputs(stage, out.arrivals[stage.index])
         counter.add_samples(out.predictions.shape[1])
 
 
