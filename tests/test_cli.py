@@ -131,3 +131,26 @@ def test_parse_params() -> None:
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_params(["steps"])
+
+
+def test_convert_from_onnx_equals_the_safetensors_path(wine_model, tmp_path) -> None:
+    pytest.importorskip("onnx")
+    from spikecast.modelio import load_model
+
+    module, _ = load_model(wine_model)
+    onnx_path = tmp_path / "wine.onnx"
+    torch.onnx.export(module.eval(), (torch.zeros(1, 13),), str(onnx_path), dynamo=False)
+    res = runner.invoke(app, ["convert", str(onnx_path), "--scheme", "rate", "--out",
+                              str(tmp_path / "x.spikecast")])
+    assert res.exit_code != 0 and "pass --dataset" in res.output
+    results = []
+    for model, extra in ((onnx_path, ["--dataset", "wine"]), (wine_model, [])):
+        snn, out = tmp_path / f"{model.stem}.spikecast", tmp_path / f"{model.stem}.json"
+        res = runner.invoke(app, ["convert", str(model), "--scheme", "rate", "-p", "steps=30",
+                                  *extra, "--out", str(snn)])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["evaluate", str(snn), "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        results.append(json.loads(out.read_text())["schemes"]["rate"])
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert results[0]["spikes_per_neuron"] == results[1]["spikes_per_neuron"]

@@ -4,6 +4,7 @@ rate simulator (hand-computed trains, rescaling invariant, convergence to the AN
 import pytest
 import torch
 import torch.nn.functional as F
+from dag_models import Inception, ResidualBlock, trained_like
 from torch import nn
 
 from spikecast.capture import capture
@@ -13,57 +14,10 @@ from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.rate import RateRecipe
 
 
-class ResidualBlock(nn.Module):
-    """conv-bn-relu-conv-bn + skip, relu; then pool and a linear readout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * 3 * 3, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.stem(x))
-        y = F.relu(self.bn1(self.conv1(h)))
-        y = self.bn2(self.conv2(y))
-        y = F.relu(y + h)
-        y = F.max_pool2d(y, 2)
-        return self.fc(torch.flatten(y, 1))
-
-
-class Inception(nn.Module):
-    """Two relu branches concatenated on channels, then a 1x1 conv and a readout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(1, 2, 3, padding=1)
-        self.b = nn.Conv2d(1, 3, 1)
-        self.mix = nn.Conv2d(5, 2, 1)
-        self.fc = nn.Linear(2 * 6 * 6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], dim=1)
-        return self.fc(F.relu(self.mix(y)).flatten(1))
-
-
-def _trained_like(model: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return model.eval()
-
-
 @pytest.mark.parametrize(("model", "shape"), [(ResidualBlock, (1, 6, 6)), (Inception, (1, 6, 6))])
 def test_capture_equals_the_module(model: type[nn.Module], shape: tuple[int, ...]) -> None:
     torch.manual_seed(1)
-    m = _trained_like(model())
+    m = trained_like(model())
     net = capture(m, shape)
     x = torch.rand(5, *shape)
     with torch.no_grad():
@@ -73,7 +27,7 @@ def test_capture_equals_the_module(model: type[nn.Module], shape: tuple[int, ...
 
 def test_residual_block_stages() -> None:
     torch.manual_seed(1)
-    net = capture(_trained_like(ResidualBlock()), (1, 6, 6))
+    net = capture(trained_like(ResidualBlock()), (1, 6, 6))
     stages = {s.name: s for s in net.stages()}
     add = next(s for s in stages.values() if isinstance(s.layer, Add))
     conv2 = stages["conv2+bn2"]
@@ -129,7 +83,7 @@ def test_bad_sources_are_refused() -> None:
 def test_normalization_rescales_every_layer_exactly(method: str) -> None:
     # normalized activation of every layer x lambda of that layer == the ANN's
     torch.manual_seed(3)
-    net = capture(_trained_like(ResidualBlock()), (1, 6, 6))
+    net = capture(trained_like(ResidualBlock()), (1, 6, 6))
     x = torch.rand(64, 1, 6, 6)
     norm = data_based(net, x, 99.0) if method == "data" else model_based(net)
     ann, snn = net.activations(x), norm.network.activations(x)
@@ -200,7 +154,7 @@ def test_rate_snn_converges_to_the_normalized_ann(model: type[nn.Module], tol: f
     # max-pool the gate follows the leading count, which for near-equal rates is not always
     # the largest rate (the SNN Toolbox approximation), hence the looser bound there
     torch.manual_seed(4)
-    m = _trained_like(model())
+    m = trained_like(model())
     x = torch.rand(8, 1, 6, 6)
     snn = convert(m, get_recipe("rate", steps=1000, percentile=100.0), calib_x=x)
     rates = snn.rates(x)

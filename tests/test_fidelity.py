@@ -63,7 +63,7 @@ def test_unscaled_outputs_only_get_a_correlation() -> None:
 
 def test_errors_and_protocol() -> None:
     acts = ann_stage_activations(_net(), X)
-    with pytest.raises(ValueError, match="1 SNN layer outputs for 2 synaptic layers"):
+    with pytest.raises(ValueError, match="1 SNN layer outputs for 2 populations"):
         layer_fidelity(_net(), X, acts[:1])
     with pytest.raises(ValueError, match="layer 'fc2': SNN output has 6 values, the ANN 3"):
         layer_fidelity(_net(), X, [acts[0], torch.zeros(3, 2)])

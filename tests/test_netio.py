@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from dag_models import ResidualBlock, trained_like
 from safetensors.torch import save_file
 
 from spikecast.capture import capture
@@ -64,7 +65,7 @@ def test_unknown_version(converted) -> None:
 def test_mismatched_tensor_shape(converted) -> None:
     path, _ = converted
     _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(256, 100)}))
-    with pytest.raises(ValueError, match="do not chain"):
+    with pytest.raises(ValueError, match="layer graph is inconsistent"):
         load_converted(path)
     _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(3, 392)}))
     with pytest.raises(ValueError, match=r"'snn.7.weight' has shape \(3, 392\)"):
@@ -82,4 +83,35 @@ def test_plain_safetensors_without_metadata(tmp_path) -> None:
     path = tmp_path / "x.spikecast"
     save_file({"a": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match="without spikecast metadata"):
+        load_converted(path)
+
+
+@pytest.fixture
+def converted_dag(tmp_path):
+    torch.manual_seed(0)
+    net = capture(trained_like(ResidualBlock()), (1, 6, 6))
+    norm = data_based(net, torch.rand(16, 1, 6, 6))
+    conv = ConvertedFile("rate", {"steps": 25}, net, norm, {})
+    return save_converted(tmp_path / "dag.spikecast", conv), conv
+
+
+def test_dag_round_trip_keeps_sources_and_merge_weights(converted_dag) -> None:
+    path, conv = converted_dag
+    back = load_converted(path)
+    assert back.ann.sources == conv.ann.sources and not back.ann.is_chain
+    merge = [layer.weights for layer in back.normalized.network.layers if hasattr(layer, "weights")]
+    want = [layer.weights for layer in conv.normalized.network.layers if hasattr(layer, "weights")]
+    assert merge == want and merge[0] != (1.0, 1.0)  # normalization rescaled the skip
+    x = torch.rand(3, 1, 6, 6)
+    assert torch.equal(back.normalized.network(x), conv.normalized.network(x))
+
+
+def test_dag_with_bad_sources_is_refused(converted_dag) -> None:
+    path, conv = converted_dag
+    good = [list(src) for src in conv.ann.sources]
+    _rewrite_meta(path, lambda m, t: m.update(sources=good[:-1]))
+    with pytest.raises(ValueError, match="'sources' must list the inputs"):
+        load_converted(path)
+    _rewrite_meta(path, lambda m, t: m.update(sources=[[5], *good[1:]]))
+    with pytest.raises(ValueError, match=r"layer graph is inconsistent.*earlier layers"):
         load_converted(path)

@@ -142,7 +142,8 @@ def test_snn_workload_event_driven() -> None:
 def test_snn_workload_rejects_layer_mismatch() -> None:
     result = _result({})
     result.layers.pop()
-    with pytest.raises(ValueError, match="1 layers but the network has 2"):
+    needle = r"reports layers \['a'\] but the network's synaptic layers and populations"
+    with pytest.raises(ValueError, match=needle):
         snn_workload(_fc_net(), result)
 
 

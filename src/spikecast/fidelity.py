@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from spikecast.graph import Network, ReLU
+from spikecast.graph import Network
 
 
 @runtime_checkable
@@ -45,17 +45,11 @@ class LayerFidelity:
 
 
 def ann_stage_activations(net: Network, x: torch.Tensor) -> list[torch.Tensor]:
-    """The ANN activation of every synaptic stage: its output, after its ReLU if any."""
+    """The ANN activation of every neuron population: its output, rectified if a ReLU
+    follows it."""
     acts = net.activations(x)
-    out = []
-    for stage in net.stages():
-        if not stage.synaptic:
-            continue
-        i = stage.index + 1 if stage.relu else stage.index
-        if stage.relu and not isinstance(net.layers[i], ReLU):
-            raise ValueError(f"stage {stage.name!r}: expected a ReLU after it")
-        out.append(acts[i])
-    return out
+    return [acts[s.index].clamp(min=0) if s.relu else acts[s.index]
+            for s in net.stages() if s.population]
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float | None:
@@ -78,9 +72,9 @@ def layer_fidelity(
         acts = ann_stage_activations(net, x)
     if len(acts) != len(snn_outputs):
         raise ValueError(
-            f"{len(snn_outputs)} SNN layer outputs for {len(acts)} synaptic layers of the ANN"
+            f"{len(snn_outputs)} SNN layer outputs for {len(acts)} populations of the ANN"
         )
-    names = [s.name for s in net.stages() if s.synaptic]
+    names = [s.name for s in net.stages() if s.population]
     result = []
     for name, ann, snn in zip(names, acts, snn_outputs, strict=True):
         if snn.numel() != ann.numel():

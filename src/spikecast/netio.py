@@ -18,12 +18,25 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from spikecast.graph import AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, Network, ReLU
+from spikecast.graph import (
+    Add,
+    AvgPool2d,
+    Concat,
+    Conv2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    Network,
+    ReLU,
+)
 from spikecast.normalize import Normalized
 
 FORMAT = "spikecast-snn"
-VERSION = 1
+VERSION = 2  # 2 added graphs with branches: Add / Concat layers and per-layer "sources"
+READABLE_VERSIONS = (1, 2)
 _POOLS = {"AvgPool2d": AvgPool2d, "MaxPool2d": MaxPool2d}
+_MERGES = {"Add": Add, "Concat": Concat}
 
 
 @dataclass
@@ -67,6 +80,8 @@ def _tensors(prefix: str, net: Network) -> dict[str, torch.Tensor]:
             out[f"{prefix}.{i}.weight"] = layer.weight.detach().float().clone()
             if layer.bias is not None:
                 out[f"{prefix}.{i}.bias"] = layer.bias.detach().float().clone()
+        if isinstance(layer, (Add, Concat)):
+            out[f"{prefix}.{i}.weights"] = torch.tensor(layer.weights, dtype=torch.float64)
     return out
 
 
@@ -82,6 +97,7 @@ def save_converted(path: str | Path, conv: ConvertedFile) -> Path:
         "input_shape": list(ann.input_shape),
         "names": list(ann.names),
         "layers": [_layer_spec(layer) for layer in ann.layers],
+        "sources": [list(src) for src in ann.sources],
         "scales": list(conv.normalized.scales),
         "info": _json_value(conv.info),
     }
@@ -94,6 +110,13 @@ def save_converted(path: str | Path, conv: ConvertedFile) -> Path:
 
 
 def _build(prefix: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path):
+    sources = meta.get("sources")
+    if sources is not None and (
+        not isinstance(sources, list) or len(sources) != len(meta["layers"])
+        or not all(isinstance(src, list) for src in sources)
+    ):
+        raise ValueError(f"{path}: 'sources' must list the inputs of each of the "
+                         f"{len(meta['layers'])} layers")
     layers: list[Layer] = []
     for i, spec in enumerate(meta["layers"]):
         kind = spec.get("type")
@@ -116,17 +139,26 @@ def _build(prefix: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor], 
                     tuple(spec["kernel_size"]), tuple(spec["stride"]), tuple(spec["padding"])
                 )
             )
+        elif kind in _MERGES:
+            key = f"{prefix}.{i}.weights"
+            n = len(sources[i]) if sources is not None else 0
+            if key not in tensors or tuple(tensors[key].shape) != (n,):
+                raise ValueError(f"{path}: tensor {key!r} missing or not {n} weights ({kind})")
+            layers.append(_MERGES[kind](tuple(float(w) for w in tensors[key].tolist())))
         elif kind == "Flatten":
             layers.append(Flatten())
         elif kind == "ReLU":
             layers.append(ReLU())
         else:
             raise ValueError(f"{path}: layer {i} has unknown type {kind!r}")
-    net = Network(tuple(layers), tuple(meta["names"]), tuple(meta["input_shape"]))
     try:
+        net = Network(
+            tuple(layers), tuple(meta["names"]), tuple(meta["input_shape"]),
+            None if sources is None else tuple(tuple(src) for src in sources),
+        )
         net.shapes()
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: layer shapes do not chain: {exc}") from exc
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{path}: the layer graph is inconsistent: {exc}") from exc
     return net
 
 
@@ -151,10 +183,10 @@ def load_converted(path: str | Path) -> ConvertedFile:
         raise ValueError(f"{path}: corrupt spikecast metadata: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise ValueError(
             f"{path}: format version {meta.get('version')!r}; "
-            f"this spikecast reads version {VERSION}"
+            f"this spikecast reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     ann = _build("ann", meta, tensors, path)
     snn = _build("snn", meta, tensors, path)

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spikecast.graph import AvgPool2d, Conv2d, Layer, Linear, Network, ReLU
-from spikecast.metrics import SchemeResult, neuron_count
+from spikecast.graph import INPUT, AvgPool2d, Conv2d, Layer, Linear, Network, ReLU
+from spikecast.metrics import SchemeResult, layer_macs, neuron_count
 
 
 def is_spike_tensor(x: torch.Tensor) -> bool:
@@ -174,25 +174,31 @@ def snn_workload(net: Network, result: SchemeResult, x: torch.Tensor | None = No
     ``net`` is the network the scheme simulated; ``x`` the evaluated inputs, used to count
     an analog first layer's MACs as nnz(x) x fan-out (without ``x``: its dense MACs).
     """
-    synaptic = [s for s in net.stages() if s.synaptic]
-    if len(synaptic) != len(result.layers):
+    stages = [s for s in net.stages() if s.synaptic or s.population]
+    if [s.name for s in stages] != [layer.name for layer in result.layers]:
         raise ValueError(
-            f"scheme {result.scheme!r} reports {len(result.layers)} layers but the network has "
-            f"{len(synaptic)} synaptic layers"
+            f"scheme {result.scheme!r} reports layers {[la.name for la in result.layers]} but "
+            f"the network's synaptic layers and populations are {[s.name for s in stages]}"
         )
     bins = time_bins(result)
     passes = bins or 1
-    analog_first = float(result.extra.get("input_layer_macs", 0) or 0) > 0
+    analog = _input_fed(net) if float(result.extra.get("input_layer_macs", 0) or 0) > 0 else {}
+    acts = None
+    if analog and x is not None and len(x):
+        with torch.no_grad():
+            acts = net.activations(x)
     layers = []
-    for k, (stage, stats) in enumerate(zip(synaptic, result.layers, strict=True)):
+    for stage, stats in zip(stages, result.layers, strict=True):
         macs = 0.0
-        if k == 0 and analog_first:
+        if stage.index in analog:
             macs = (
-                float(layer_ops(stage.layer, _first_layer_input(net, x)).mean())
-                if x is not None and len(x)
-                else float(result.extra["input_layer_macs"])
+                float(layer_ops(stage.layer, x if stage.sources[0] == INPUT
+                                else acts[stage.sources[0]]).mean())
+                if acts is not None
+                else float(layer_macs(stage.layer, stage.in_shape, stage.out_shape))
             )
-        dense = float(layer_dense_ops(stage.layer, stage.in_shape) * passes)
+        dense = (float(layer_dense_ops(stage.layer, stage.in_shape) * passes) if stage.synaptic
+                 else float(math.prod(stage.out_shape) * len(stage.sources) * passes))
         layers.append(LayerOps(stage.name, macs, float(stats.synaptic_events), dense))
     effective_macs = sum(layer.effective_macs for layer in layers)
     effective_acs = sum(layer.effective_acs for layer in layers)
@@ -208,10 +214,15 @@ def snn_workload(net: Network, result: SchemeResult, x: torch.Tensor | None = No
     )
 
 
-def _first_layer_input(net: Network, x: torch.Tensor) -> torch.Tensor:
-    """The input of the first synaptic layer (routing layers before it applied)."""
-    first = next(s for s in net.stages() if s.synaptic)
-    with torch.no_grad():
-        for layer in net.layers[: first.index]:
-            x = layer.forward(x)
-    return x
+def _input_fed(net: Network) -> set[int]:
+    """Synaptic stages whose input is a function of the network input only (no neuron
+    population on the way): under analog input they compute MACs, not spike events."""
+    static = {INPUT}
+    fed = set()
+    for s in net.stages():
+        if all(k in static for k in s.sources):
+            if s.synaptic:
+                fed.add(s.index)
+            if not s.population:
+                static.add(s.index)
+    return fed

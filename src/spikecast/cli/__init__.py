@@ -13,7 +13,8 @@ from rich.console import Console
 
 from spikecast import __version__
 from spikecast.capture import capture
-from spikecast.data import load_dataset
+from spikecast.data import Dataset, load_dataset
+from spikecast.graph import Network
 from spikecast.metrics import RunResults, accuracy, ann_macs
 from spikecast.modelio import load_model, save_model
 from spikecast.models import ARCHITECTURES, get_architecture
@@ -135,9 +136,32 @@ def _calibration(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x[idx]
 
 
+def _load_ann(
+    model: Path, dataset: str | None, data_dir: Path | None, seed: int
+) -> tuple[Network, Dataset, dict[str, Any]]:
+    """The captured ANN, its dataset and metadata, from .safetensors (+ sidecar) or .onnx."""
+    if model.suffix.lower() == ".onnx":
+        from spikecast.onnx_import import load_onnx
+
+        if dataset is None:
+            raise ValueError(f"{model}: an ONNX file does not name its dataset; pass --dataset")
+        net = load_onnx(model)
+        data = load_dataset(dataset, data_dir, seed=seed)
+        if data.sample_shape != net.input_shape:
+            raise ValueError(
+                f"{model} takes samples of shape {net.input_shape} but dataset {data.name!r} "
+                f"has {data.sample_shape}"
+            )
+        return net, data, {"seed": seed}
+    module, meta = load_model(model)
+    data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
+    return capture(module, data.sample_shape), data, meta
+
+
 @app.command()
 def convert(
-    model: Annotated[Path, typer.Argument(help="ANN weights (.safetensors with JSON sidecar).")],
+    model: Annotated[Path, typer.Argument(
+        help="ANN: .safetensors with JSON sidecar, or an .onnx file (then pass --dataset).")],
     scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(RECIPES)}.")],
     out: Annotated[Path, typer.Option(help="Converted network file to write (.spikecast).")],
     param: Params = None,
@@ -150,11 +174,9 @@ def convert(
 ) -> None:
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
     try:
-        module, meta = load_model(model)
-        data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
+        net, data, meta = _load_ann(model, dataset, data_dir, seed)
         params = parse_params(param)
         recipe = get_recipe(scheme, **params)
-        net = capture(module, data.sample_shape)
         normalized = recipe.normalize(net, _calibration(data.x_train, calib_samples, seed))
         recipe.replace(normalized, net)
         info = {

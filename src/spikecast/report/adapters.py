@@ -131,7 +131,7 @@ def _flat(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def probe_layers(model: SpikingModel, net: Network, x: torch.Tensor) -> LayerProbe | None:
     """Per-neuron outputs and counts of ``model`` on ``x`` (see :class:`LayerProbe`)."""
-    synaptic = [s for s in net.stages() if s.synaptic]
+    synaptic = [s for s in net.stages() if s.population]
     if isinstance(model, ExposesLayerOutputs):
         counts = (_flat(model.neuron_spike_counts(x))
                   if isinstance(model, ExposesNeuronCounts) else None)

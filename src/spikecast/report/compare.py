@@ -136,7 +136,7 @@ def _scheme_entry(
         confusion = None
     sub = x[: cfg.fidelity_samples]
     probe = probe_layers(snn, net, sub)
-    names = [s.name for s in net.stages() if s.synaptic]
+    names = [s.name for s in net.stages() if s.population]
     fidelity = ([f.to_dict() for f in layer_fidelity(net, sub, probe.outputs,
                                                      scaled=probe.scaled)]
                 if probe is not None and probe.outputs is not None else [])
