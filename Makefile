@@ -15,9 +15,10 @@ $(BIN)/spikecast: pyproject.toml
 	# torch first, pinned: on this workplace it is a local CPU build (override TORCH=...)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test]"
-	# the NeuroBench oracle test needs only these two packages; their declared extras
-	# (torchaudio, dataset loaders) would replace the pinned torch, hence --no-deps
-	$(BIN)/python -m pip install -q --no-deps "neurobench==2.3.0" "snntorch==1.0.0"
+	# oracle tests: NeuroBench op counts and norse's NIR import need only these packages;
+	# their declared extras (torchvision, torchaudio, dataset loaders) would replace the
+	# pinned torch, hence --no-deps
+	$(BIN)/python -m pip install -q --no-deps "neurobench==2.3.0" "snntorch==1.0.0" "norse==1.1.0"
 	touch $(BIN)/spikecast
 
 install: $(BIN)/spikecast

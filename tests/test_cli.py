@@ -154,3 +154,27 @@ def test_convert_from_onnx_equals_the_safetensors_path(wine_model, tmp_path) -> 
         results.append(json.loads(out.read_text())["schemes"]["rate"])
     assert results[0]["accuracy"] == results[1]["accuracy"]
     assert results[0]["spikes_per_neuron"] == results[1]["spikes_per_neuron"]
+
+
+def test_export_nir_then_evaluate_the_nir_file_gives_the_same_result(wine_model, tmp_path):
+    pytest.importorskip("nir")
+    snn, graph = tmp_path / "w.spikecast", tmp_path / "w.nir"
+    res = runner.invoke(app, ["convert", str(wine_model), "--scheme", "rate", "-p", "steps=30",
+                              "-p", "reset=zero", "--out", str(snn)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["export-nir", str(snn), str(graph)])
+    assert res.exit_code == 0, res.output
+    results = []
+    for path, extra in ((snn, []), (graph, ["--dataset", "wine"])):
+        out = tmp_path / f"{path.suffix[1:]}.json"
+        res = runner.invoke(app, ["evaluate", str(path), *extra, "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        results.append(json.loads(out.read_text()))
+    a, b = (r["schemes"]["rate"] for r in results)
+    assert a["accuracy"] == b["accuracy"] and a["spikes"] == b["spikes"]
+    assert results[0]["ann"]["accuracy"] == results[1]["ann"]["accuracy"]
+    res = runner.invoke(app, ["evaluate", str(graph)])
+    assert res.exit_code != 0 and "pass --dataset" in res.output
+    graph.write_bytes(b"garbage")
+    res = runner.invoke(app, ["evaluate", str(graph), "--dataset", "wine"])
+    assert res.exit_code != 0 and "not a readable NIR file" in res.output

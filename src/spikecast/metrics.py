@@ -11,12 +11,15 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from spikecast.graph import AvgPool2d, Conv2d, Layer, Linear, Network, Stage
+
+if TYPE_CHECKING:
+    from spikecast.latency import PredictionTrace
 
 
 def layer_macs(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
@@ -144,7 +147,11 @@ class Curve:
 
 @dataclass
 class SchemeResult:
-    """What one scheme achieved on a set of samples; every count is a per-sample mean."""
+    """What one scheme achieved on a set of samples; every count is a per-sample mean.
+
+    ``trace`` holds every sample's readout at every point of ``curve`` (kept in memory for
+    the latency report, not written to results files).
+    """
 
     scheme: str
     accuracy: float
@@ -154,6 +161,7 @@ class SchemeResult:
     curve: Curve | None = None
     params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    trace: PredictionTrace | None = field(default=None, repr=False, compare=False)
 
     @property
     def neurons(self) -> int:

@@ -191,7 +191,9 @@ def convert(
 
 @app.command()
 def evaluate(
-    path: Annotated[Path, typer.Argument(help="A converted .spikecast file or ANN .safetensors.")],
+    path: Annotated[Path, typer.Argument(
+        help="A converted .spikecast file, a NIR graph (.nir, needs --dataset) or an ANN "
+             ".safetensors.")],
     scheme: Annotated[
         str | None, typer.Option(help="Convert an ANN file with this scheme first.")
     ] = None,
@@ -227,6 +229,18 @@ def _evaluate(
         if scheme is not None:
             recipe = get_recipe(scheme, **params)
             snn = recipe.replace(recipe.normalize(ann, _calibration(data.x_train, 2000, seed)), ann)
+    elif path.suffix.lower() == ".nir":
+        from spikecast.nirio import read_nir
+
+        if params:
+            raise ValueError(f"{path}: a NIR graph is simulated as written; --param is refused")
+        if dataset is None:
+            raise ValueError(f"{path}: a NIR graph does not name its dataset; pass --dataset")
+        snn = read_nir(path)
+        data = load_dataset(dataset, data_dir, seed=seed)
+        # the graph's analog network (each IF population read as a ReLU): its argmax is
+        # the ANN's, whose layers differ from it by positive per-layer scales
+        ann, snn_name = snn.network, "rate"
     else:
         conv = load_converted(path)
         if scheme is not None and scheme != conv.scheme:
@@ -254,6 +268,7 @@ def _evaluate(
 
 
 def _register_scheme_commands() -> None:
+    from spikecast.nirio.cli import register as register_nir
     from spikecast.report.cli import register as register_report
     from spikecast.sigma_delta.cli import register as register_sigma_delta
     from spikecast.ssnn.cli import register as register_ssnn
@@ -261,6 +276,7 @@ def _register_scheme_commands() -> None:
     register_ssnn(app, reproduce_app)
     register_sigma_delta(app, reproduce_app)
     register_report(app)
+    register_nir(app)
 
 
 _register_scheme_commands()

@@ -17,6 +17,7 @@ from rich.progress import Progress
 
 from spikecast.choice import Choice
 from spikecast.graph import Network
+from spikecast.latency import PredictionTrace
 from spikecast.metrics import Curve, SchemeResult, SpikeCounter, ann_macs, layer_macs
 from spikecast.neurons.integrate_fire import IFParams, Reset
 from spikecast.normalize import Normalized, data_based, model_based
@@ -140,6 +141,19 @@ class RateModel(SpikingModel):
         out = self.simulate(x, steps)
         return [c * (self.recipe.threshold / out.steps) for c in out.counts]
 
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every population's estimate of its ANN activation, in ANN units:
+        lambda_l theta count / T."""
+        if self.scales is None:
+            raise ValueError("this rate model has no normalization scales")
+        out = self.simulate(x)
+        return [c * (self.recipe.threshold / out.steps) * self.scales[s.index]
+                for c, s in zip(out.counts, out.populations, strict=True)]
+
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Spikes of every neuron of every population, (batch, *out_shape) each."""
+        return list(self.simulate(x).counts)
+
     def evaluate(
         self,
         x: torch.Tensor,
@@ -164,6 +178,7 @@ class RateModel(SpikingModel):
         steps = self.recipe.steps
         counter = SpikeCounter(self.network)
         correct = torch.zeros(steps, dtype=torch.float64)
+        predictions = []
         input_spikes = 0.0
         generator = self._generator()
         with Progress(disable=not progress, transient=True) as bar:
@@ -174,6 +189,7 @@ class RateModel(SpikingModel):
                 self._count(counter, out)
                 input_spikes += float(out.input_spikes.sum())
                 correct += (out.predictions == yb.unsqueeze(0)).sum(1).double()
+                predictions.append(out.predictions.T)
                 bar.advance(task, xb.shape[0])
         n = x.shape[0]
         per_step = (correct / max(n, 1)).tolist()
@@ -186,6 +202,11 @@ class RateModel(SpikingModel):
             layers=counter.stats(),
             ann_macs=ann_macs(self.network),
             curve=Curve("time step", [float(t) for t in range(1, steps + 1)], per_step),
+            trace=PredictionTrace(
+                tuple(float(t) for t in range(1, steps + 1)),
+                torch.cat(predictions) if predictions else torch.zeros(0, steps, dtype=torch.long),
+                "time step",
+            ),
             params=self.recipe.params(),
             extra={
                 "steps": steps,

@@ -21,6 +21,7 @@ from rich.progress import track
 
 from spikecast.energy import CircuitEnergyModel, get_energy_model, network_counts
 from spikecast.graph import Network
+from spikecast.latency import PredictionTrace
 from spikecast.metrics import Curve, SchemeResult, SpikeCounter, accuracy, ann_macs
 from spikecast.normalize import Normalized, model_based
 from spikecast.schemes.base import Recipe, SpikingModel
@@ -273,4 +274,9 @@ class SSNNModel(SpikingModel):
         return SchemeResult(
             self.scheme, curve_acc[-1], len(x), layers, ann_macs(self.ann),
             Curve("time (us)", times, curve_acc), dict(self.params), extra,
+            trace=PredictionTrace(tuple(times), pred, "time (us)"),
         )
+
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Spikes of every neuron of every layer within the window, (batch, neurons) each."""
+        return list(self.simulate(x).counts)
