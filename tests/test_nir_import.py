@@ -260,13 +260,45 @@ def test_unknown_nodes_and_shapes_refused(tmp_path: Path):
         read_nir(tmp_path / "absent.nir")
 
 
-def test_branching_graph_refused():
-    fc = nir.Linear(weight=_a([1.0, 0.0], [0.0, 1.0]))
-    nodes = {"in": nir.Input(np.array([2])), "a": fc, "b": nir.Linear(weight=fc.weight),
-             "n": _if(1, 1), "out": nir.Output(np.array([2]))}
+def test_branched_graph_sums_the_edges_into_a_node():
+    # n receives a(x) + b(x) = 2 x = (0.5, 1.0) per step; NIR fires when v > 1:
+    #   n0: .5, 1.0, 1.5 -> spike -> 0, .5  -> 1 spike;  n1: 1.0, 2.0 -> s, 1.0, 2.0 -> s -> 2
+    eye = _a([1.0, 0.0], [0.0, 1.0])
+    nodes = {"in": nir.Input(np.array([2])), "a": nir.Linear(weight=eye),
+             "b": nir.Linear(weight=eye.copy()), "n": _if(1, 1), "out": nir.Output(np.array([2]))}
     edges = [("in", "a"), ("in", "b"), ("a", "n"), ("b", "n"), ("n", "out")]
-    with pytest.raises(ValueError, match=r"node 'in' feeds 2 nodes"):
+    model = read_nir(nir.NIRGraph(nodes, edges), steps=4)
+    kinds = [type(layer).__name__ for layer in model.network.layers]
+    assert kinds == ["Linear", "Linear", "Add", "ReLU"]
+    assert model.network.sources == ((-1,), (-1,), (0, 1), (2,))
+    assert _counts(model, _a(0.25, 0.5), 4)[0].tolist() == [1.0, 2.0]
+
+
+def test_branched_graph_with_per_neuron_thresholds_refused():
+    eye = _a([1.0, 0.0], [0.0, 1.0])
+    nodes = {"in": nir.Input(np.array([2])), "a": nir.Linear(weight=eye),
+             "b": nir.Linear(weight=eye.copy()), "n": _if(1, 2), "out": nir.Output(np.array([2]))}
+    edges = [("in", "a"), ("in", "b"), ("a", "n"), ("b", "n"), ("n", "out")]
+    with pytest.raises(ValueError, match=r"'n': thresholds .* differ"):
         read_nir(nir.NIRGraph(nodes, edges))
+
+
+def test_residual_block_round_trip_identical_counts(tmp_path: Path):
+    from dag_models import ResidualBlock, trained_like
+
+    torch.manual_seed(0)
+    x = torch.rand(20, 1, 6, 6)
+    model = convert(trained_like(ResidualBlock()), get_recipe("rate", steps=30, reset="zero"), x)
+    path = write_nir(model, tmp_path / "res.nir", approximate=True)  # the block has a max-pool
+    back = read_nir(path)
+    assert any(type(layer).__name__ == "Add" for layer in back.network.layers)
+    assert not back.network.is_chain
+    # NIR sums the Add's edges inside its IF node: the population keeps that node's name
+    ra, rb = model.simulate(x), back.simulate(x)
+    assert len(ra.counts) == len(rb.counts) == 4
+    for ca, cb in zip(ra.counts, rb.counts, strict=True):
+        assert torch.equal(ca, cb) and ca.sum() > 0
+    assert torch.equal(ra.predictions, rb.predictions)
 
 
 def test_recipe_restored_from_metadata_and_overridden(tmp_path: Path):

@@ -5,7 +5,8 @@ AvgPool2d, SumPool2d, Flatten, Scale and neuron nodes IF, LIF and CubaLIF (leak-
 see :mod:`spikecast.nirio.mappers`), read on a dt = 1 grid (v <- v + r I per step, the
 Affine bias added every step). Each neuron node becomes the IF population after the
 preceding synaptic node (a ReLU record, except for the output population); every synaptic
-node needs one. Unknown node types, branches and merges raise ``ValueError`` naming the node.
+node needs one. Unknown node types raise ``ValueError`` naming the node. Graphs with
+branches or merges are read by :mod:`spikecast.nirio.import_dag`.
 
 * Threshold: NIR fires when v > v_thr; spikecast when v >= theta with
   theta = nextafter(float32(v_thr), +inf), equal for float32 membranes. v_reset must be 0.
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 
 from spikecast.graph import AvgPool2d, Conv2d, Flatten, Layer, Linear, Network, ReLU
-from spikecast.nirio.mappers import IMPORTERS, load_meta
+from spikecast.nirio.import_dag import read_dag
+from spikecast.nirio.mappers import IMPORTERS, load_meta, spikecast_threshold
 from spikecast.rate_sim import InputCoding
 from spikecast.schemes.rate import RateModel, RateRecipe
 
@@ -245,6 +247,28 @@ def _chain(graph: nir.NIRGraph) -> list[tuple[str, nir.NIRNode]]:
     return order
 
 
+def _is_chain(graph: nir.NIRGraph) -> bool:
+    """No node has two inputs or feeds two nodes."""
+    heads = [a for a, _ in graph.edges]
+    tails = [b for _, b in graph.edges]
+    return len(set(heads)) == len(heads) and len(set(tails)) == len(tails)
+
+
+def _read_chain(graph: nir.NIRGraph) -> tuple[Network, float]:
+    chain = _chain(graph)
+    shape = tuple(int(d) for d in np.asarray(chain[0][1].input_type["input"]).reshape(-1))
+    builder = Builder(shape)
+    for name, node in chain[1:-1]:
+        mapper = IMPORTERS.get(type(node))
+        if mapper is None:
+            raise ValueError(
+                f"node {name!r} has NIR type {type(node).__name__}, which spikecast cannot "
+                f"import (supported: {', '.join(t.__name__ for t in IMPORTERS)})"
+            )
+        mapper(name, node, builder)
+    return builder.network()
+
+
 def _recipe(
     meta: dict[str, Any], theta: float, overrides: dict[str, Any]
 ) -> RateRecipe:
@@ -283,18 +307,7 @@ def read_nir(
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not a readable NIR file (corrupt or truncated): "
                              f"{exc}") from exc
-    chain = _chain(graph)
-    shape = tuple(int(d) for d in np.asarray(chain[0][1].input_type["input"]).reshape(-1))
-    builder = Builder(shape)
-    for name, node in chain[1:-1]:
-        mapper = IMPORTERS.get(type(node))
-        if mapper is None:
-            raise ValueError(
-                f"node {name!r} has NIR type {type(node).__name__}, which spikecast cannot "
-                f"import (supported: {', '.join(t.__name__ for t in IMPORTERS)})"
-            )
-        mapper(name, node, builder)
-    net, theta = builder.network()
+    net, theta = _read_chain(graph) if _is_chain(graph) else read_dag(graph, spikecast_threshold)
     meta = load_meta(graph, "graph")
     recipe = _recipe(meta, theta, {"steps": steps, "input_coding": input_coding, "seed": seed})
     return RateModel(net, recipe)
