@@ -229,3 +229,53 @@ def test_functional_pools_and_torch_flatten() -> None:
     assert isinstance(net.layers[4], MaxPool2d) and net.layers[4].kernel_size == (2, 2)
     x = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(net(x), model(x))
+
+
+class _BnBehindDropout(nn.Module):
+    """y = conv(x); relu(bn(dropout(y)) + y): y is read raw as well, BN cannot be folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.bn, self.d = nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Dropout()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(x)
+        return self.fc(F.relu(self.bn(self.d(y)) + y).flatten(1))
+
+
+class _ParallelBn(nn.Module):
+    """conv a, conv b, then bn a, bn b: each BN folds into its own convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 2, 1), nn.Conv2d(1, 2, 1)
+        self.ba, self.bb = nn.BatchNorm2d(2), nn.BatchNorm2d(2)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ya, yb = self.a(x), self.b(x)
+        return self.fc(F.relu(self.ba(ya) + self.bb(yb)).flatten(1))
+
+
+def _random_stats(m: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-1, 1)
+            mod.running_var.uniform_(0.5, 2)
+    return m.eval()
+
+
+def test_batchnorm_is_not_folded_into_a_value_read_elsewhere() -> None:
+    with pytest.raises(ValueError, match=r"output of 'c' is also read by \['add'\]"):
+        capture(_random_stats(_BnBehindDropout()), (1, 2, 2))
+
+
+def test_batchnorm_folds_into_its_own_branch() -> None:
+    m = _random_stats(_ParallelBn())
+    net = capture(m, (1, 2, 2))
+    assert net.names[:2] == ("a+ba", "b+bb")
+    x = torch.rand(3, 1, 2, 2)
+    with torch.no_grad():
+        assert torch.allclose(net(x), m(x), atol=1e-6)

@@ -154,6 +154,14 @@ def test_convert_from_onnx_equals_the_safetensors_path(wine_model, tmp_path) -> 
         results.append(json.loads(out.read_text())["schemes"]["rate"])
     assert results[0]["accuracy"] == results[1]["accuracy"]
     assert results[0]["spikes_per_neuron"] == results[1]["spikes_per_neuron"]
+    # evaluate converts an ONNX model on the fly, like an ANN .safetensors file
+    out = tmp_path / "fly.json"
+    res = runner.invoke(app, ["evaluate", str(onnx_path), "--dataset", "wine", "--scheme",
+                              "rate", "-p", "steps=30", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["schemes"]["rate"]["accuracy"] == results[0]["accuracy"]
+    res = runner.invoke(app, ["evaluate", str(onnx_path), "--dataset", "digits"])
+    assert res.exit_code != 0 and "does not match ONNX input" in res.output
 
 
 def test_export_nir_then_evaluate_the_nir_file_gives_the_same_result(wine_model, tmp_path):

@@ -8,7 +8,19 @@ from dag_models import Inception, ResidualBlock, trained_like
 from torch import nn
 
 from spikecast.capture import capture
-from spikecast.graph import INPUT, Add, Concat, Conv2d, Linear, MaxPool2d, Network, ReLU
+from spikecast.graph import (
+    INPUT,
+    Add,
+    AvgPool2d,
+    Concat,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Network,
+    ReLU,
+    canonicalize,
+)
 from spikecast.normalize import data_based, model_based
 from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.rate import RateRecipe
@@ -192,3 +204,107 @@ def test_maxpool_after_concat_gates_spikes() -> None:
     assert out.counts[0].flatten().tolist() == [2.0, 3.0]
     assert out.counts[1].flatten().tolist() == [1.0, 1.0]
     assert out.arrivals[6].sum().item() == 4.0
+
+
+def test_compare_reports_a_residual_network() -> None:
+    from spikecast.data import Dataset
+    from spikecast.opcounts import ann_workload, layer_ops
+    from spikecast.report.compare import CompareConfig, compare
+
+    torch.manual_seed(5)
+    net = capture(trained_like(ResidualBlock()), (1, 6, 6))
+    x = torch.rand(24, 1, 6, 6)
+    y = net(x).argmax(1)
+    data = Dataset("toy", x[:16], y[:16], x[16:], y[16:], 3, "none")
+    out = compare(net, data, CompareConfig(schemes=("rate", "ssnn"), params={
+        "rate": {"steps": 40}}, calib_samples=16, fidelity_samples=4))
+    assert "SSNN circuit is a chain" in out["failed"]["ssnn"]
+    rate = out["schemes"]["rate"]
+    names = [layer["name"] for layer in rate["layers"]]
+    assert names == ["stem", "conv1+bn1", "conv2+bn2", "add", "fc"]
+    # conv2 only sends current into the Add population: no neurons, no spikes of its own
+    conv2 = rate["layers"][2]
+    assert conv2["neurons"] == 0 and conv2["spikes"] == 0 and conv2["synaptic_events"] > 0
+    assert [f["name"] for f in rate["fidelity"]] == ["stem", "conv1+bn1", "add", "fc"]
+    # the ANN's effective MACs: every synaptic layer's non-zero inputs x fan-out
+    acts = net.activations(x[16:])
+    expected = sum(
+        float(layer_ops(layer, x[16:] if src[0] == INPUT else acts[src[0]]).sum())
+        for layer, src in zip(net.layers, net.sources, strict=True)
+        if isinstance(layer, (Linear, Conv2d))
+    ) / 8
+    assert ann_workload(net, x[16:]).effective_macs == pytest.approx(expected)
+
+
+def test_canonicalize_keeps_a_negative_concat_exact() -> None:
+    # relu(concat(x, -x)) = concat(relu(x), relu(-x)): each part gets its own Add + ReLU
+    net = Network(
+        (Linear(torch.tensor([[1.0], [-2.0]])), Linear(torch.tensor([[0.5], [1.0]])),
+         Concat((1.0, -1.0)), ReLU(), Linear(torch.ones(1, 4))),
+        ("a", "b", "cat", "relu", "out"), (1,),
+        ((INPUT,), (INPUT,), (0, 1), (2,), (3,)),
+    )
+    canon = canonicalize(net)
+    x = torch.tensor([[0.3], [0.9]])
+    assert torch.allclose(canon(x), net(x))
+    # x = .3: concat(1 * (.3, -.6), -1 * (.15, .3)) -> relu -> (.3, 0, 0, 0) -> sum .3
+    # x = .9: concat((.9, -1.8), (-.45, -.9)) -> (.9, 0, 0, 0) -> .9
+    assert canon(x).flatten().tolist() == pytest.approx([0.3, 0.9])
+    canon.stages()  # every ReLU sits after an Add
+
+
+def test_relu_after_a_non_negative_add_is_kept_as_a_population() -> None:
+    # relu(x + relu(conv(x))): the ReLU is the identity but makes the Add a population, so
+    # the readout layer receives spikes (under constant input the Add mixes analog and spikes)
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 1, 1), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(F.relu(x + F.relu(self.conv(x))).flatten(1))
+
+    torch.manual_seed(6)
+    m = Skip().eval()
+    net = capture(m, (1, 2, 2))
+    add = next(s for s in net.stages() if isinstance(s.layer, Add))
+    assert add.relu and add.population
+    x = torch.rand(3, 1, 2, 2)
+    snn = convert(m, get_recipe("rate", steps=300, percentile=100.0), calib_x=x)
+    assert torch.equal(snn.simulate(x).predictions[-1], net(x).argmax(1))
+
+
+def test_trailing_flatten_reads_out_the_last_population() -> None:
+    net = Network(
+        (Conv2d(torch.ones(2, 1, 1, 1) * torch.tensor([0.2, 0.6]).view(2, 1, 1, 1)), ReLU(),
+         AvgPool2d((2, 2), (2, 2)), ReLU(), Flatten()),
+        ("conv", "relu", "gap", "gap.relu", "flat"), (1, 2, 2),
+    )
+    stages = net.stages()
+    assert [s.population for s in stages] == [True, True, False]
+    recipe = RateRecipe(normalization="none", steps=10)
+    out = recipe.replace(recipe.normalize(net, None), net).simulate(torch.ones(1, 1, 2, 2))
+    # channel 1 fires at rate 0.6 and wins; the pooled population spikes 6 times in 10 steps
+    assert out.predictions[-1].item() == 1
+    assert out.counts[1].flatten().tolist() == [2.0, 6.0]
+
+
+def test_maxpool_after_a_weighted_add_of_spike_trains_is_refused() -> None:
+    net = Network(
+        (Conv2d(torch.ones(1, 1, 1, 1)), ReLU(), Conv2d(torch.ones(1, 1, 1, 1)), ReLU(),
+         Add((0.1, 1.0)), MaxPool2d((1, 2), (1, 2)), Conv2d(torch.ones(1, 1, 1, 1))),
+        ("a", "ra", "b", "rb", "add", "pool", "out"), (1, 1, 2),
+        ((INPUT,), (0,), (INPUT,), (2,), (1, 3), (4,), (5,)),
+    )
+    recipe = RateRecipe(normalization="none", steps=4)
+    with pytest.raises(ValueError, match=r"layer 'pool' .*put a ReLU after the Add"):
+        recipe.replace(recipe.normalize(net, None), net).simulate(torch.ones(1, 1, 1, 2))
+
+
+def test_negative_inputs_are_refused() -> None:
+    net = Network((Linear(torch.ones(1, 1)),), ("fc",), (1,))
+    with pytest.raises(ValueError, match=r"calibration inputs reach -0\.5"):
+        convert(net, get_recipe("rate"), calib_x=torch.tensor([[-0.5], [1.0]]))
+    recipe = RateRecipe(normalization="none", steps=2)
+    with pytest.raises(ValueError, match="inputs reach -1"):
+        recipe.replace(recipe.normalize(net, None), net).simulate(torch.tensor([[-1.0]]))

@@ -26,7 +26,7 @@ from spikecast.graph import (  # noqa: E402
     canonicalize,
 )
 from spikecast.netio import ConvertedFile, save_converted  # noqa: E402
-from spikecast.nirio import export_nir, write_nir  # noqa: E402
+from spikecast.nirio import export_nir, read_nir, write_nir  # noqa: E402
 from spikecast.nirio.cli import register  # noqa: E402
 from spikecast.nirio.export import nir_threshold  # noqa: E402
 from spikecast.normalize import Normalized  # noqa: E402
@@ -239,3 +239,18 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     save_converted(snn, ConvertedFile("rate", params, net, Normalized(net, (1.0,) * 3)))
     result = CliRunner().invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
     assert result.exit_code == 2 and "needs the nir package" in result.output
+
+
+def test_network_ending_in_relu_exports_and_round_trips(tmp_path: Path):
+    net = Network(
+        (Linear(torch.tensor([[0.5, 0.25], [0.75, -0.5]])), ReLU(),
+         Linear(torch.tensor([[1.0, 0.5]])), ReLU()),
+        ("fc1", "relu1", "fc2", "relu2"), (2,),
+    )
+    recipe = RateRecipe(normalization="none", steps=12, reset="zero")
+    model = recipe.replace(recipe.normalize(net, None), net)
+    back = read_nir(write_nir(model, tmp_path / "r.nir"))
+    x = torch.tensor([[1.0, 0.5], [0.2, 0.9]])
+    a, b = model.simulate(x), back.simulate(x)
+    for ca, cb in zip(a.counts, b.counts, strict=True):
+        assert torch.equal(ca, cb) and ca.sum() > 0

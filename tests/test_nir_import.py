@@ -240,8 +240,16 @@ def test_leaky_or_filtered_neurons_refused():
         read_nir(_graph((2,), ("fc", fc), ("lif2", dead)))
     filtered = nir.CubaLIF(tau_syn=_a(3, 3), tau_mem=inf, r=inf, v_leak=np.zeros(2, F32),
                            v_threshold=_a(1, 1), w_in=3.0)
-    with pytest.raises(ValueError, match=r"'cuba'.*w_in up to 3"):
+    with pytest.raises(ValueError, match=r"'cuba'.*tau_syn up to 3"):
         read_nir(_graph((2,), ("fc", fc), ("cuba", filtered)))
+    slow = nir.CubaLIF(tau_syn=_a(10, 10), tau_mem=inf, r=inf, v_leak=np.zeros(2, F32),
+                       v_threshold=_a(1, 1), w_in=1.0)  # w_in 1 but a 10-step filter
+    with pytest.raises(ValueError, match=r"'cuba'.*tau_syn up to 10"):
+        read_nir(_graph((2,), ("fc", fc), ("cuba", slow)))
+    gained = nir.CubaLIF(tau_syn=_a(1, 1), tau_mem=inf, r=inf, v_leak=np.zeros(2, F32),
+                         v_threshold=_a(1, 1), w_in=3.0)
+    with pytest.raises(ValueError, match=r"'cuba'.*w_in up to 3"):
+        read_nir(_graph((2,), ("fc", fc), ("cuba", gained)))
     reset = nir.IF(r=_a(1, 1), v_threshold=_a(1, 1), v_reset=_a(0, -0.5))
     with pytest.raises(ValueError, match=r"'if': v_reset 0.5 != 0"):
         read_nir(_graph((2,), ("fc", fc), ("if", reset)))
@@ -280,6 +288,16 @@ def test_branched_graph_with_per_neuron_thresholds_refused():
              "b": nir.Linear(weight=eye.copy()), "n": _if(1, 2), "out": nir.Output(np.array([2]))}
     edges = [("in", "a"), ("in", "b"), ("a", "n"), ("b", "n"), ("n", "out")]
     with pytest.raises(ValueError, match=r"'n': thresholds .* differ"):
+        read_nir(nir.NIRGraph(nodes, edges))
+
+
+def test_branched_graph_must_end_in_neurons():
+    eye = _a([1.0, 0.0], [0.0, 1.0])
+    nodes = {"in": nir.Input(np.array([2])), "a": nir.Linear(weight=eye),
+             "b": nir.Linear(weight=eye.copy()), "n": _if(1, 1),
+             "head": nir.Linear(weight=eye.copy()), "out": nir.Output(np.array([2]))}
+    edges = [("in", "a"), ("in", "b"), ("a", "n"), ("b", "n"), ("n", "head"), ("head", "out")]
+    with pytest.raises(ValueError, match="reads 'head', not a neuron population"):
         read_nir(nir.NIRGraph(nodes, edges))
 
 

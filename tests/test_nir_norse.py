@@ -107,8 +107,8 @@ def test_subtract_approximation_is_reset_to_zero_in_norse():
 
 def test_flatten_start_dim_zero_is_per_sample_in_norse():
     """NIR shapes exclude the batch, so the export writes Flatten(start_dim=0); nirtorch
-    maps it to torch.nn.Flatten(0, -1), which flattens a batch too: norse matches us on
-    unbatched samples and fails on a batch of two."""
+    (2.6) maps it to torch.nn.Flatten(0, -1), which would flatten a batch too, so norse is
+    run one sample at a time."""
     g = torch.Generator().manual_seed(5)
     net = Network((Flatten(), Linear(torch.rand(3, 4, generator=g) * 0.4)),
                   ("flat", "fc"), (1, 2, 2))
@@ -119,5 +119,3 @@ def test_flatten_start_dim_zero_is_per_sample_in_norse():
     assert ours.sum() > 5
     for i in range(2):
         assert torch.equal(_norse_counts(graph, x[i], 20, ("fc_if",))[0], ours[i])
-    with pytest.raises(RuntimeError):
-        _norse_counts(graph, x, 1, ("fc_if",))

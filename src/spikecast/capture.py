@@ -283,7 +283,9 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     sources: list[tuple[int, ...]] = []
     value: dict[torch.fx.Node, int] = {}  # node -> index of the layer holding its value
     handlers: dict[str, Callable[[torch.fx.Node], Layer | Marker | None]] = {
-        "call_module": lambda n: _module_or_bn(n, modules[n.target], layers, names, value),
+        "call_module": lambda n: _module_or_bn(
+            n, modules[n.target], layers, names, value, modules
+        ),
         "call_function": _function_layer,
         "call_method": _function_layer,
     }
@@ -332,21 +334,44 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
 
 def _module_or_bn(
     node: torch.fx.Node, m: nn.Module, layers: list[Layer], names: list[str],
-    value: dict[torch.fx.Node, int],
+    value: dict[torch.fx.Node, int], modules: dict[str, nn.Module],
 ) -> Layer | Marker | None:
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        src = node.args[0]
-        if (
-            not layers
-            or not isinstance(layers[-1], (Linear, Conv2d))
-            or value.get(src) != len(layers) - 1
-            or len(src.users) != 1
-        ):
+        k = value.get(node.args[0], INPUT)
+        if k == INPUT or not isinstance(layers[k], (Linear, Conv2d)):
+            raise _unsupported(
+                node, type(m).__name__, "BatchNorm must directly follow a Linear or Conv2d"
+            )
+        origin = next(n for n, v in value.items() if v == k and not _passes_through(n, modules))
+        readers = _readers(origin, modules)
+        if readers != [node]:
             raise _unsupported(
                 node, type(m).__name__,
-                "BatchNorm must directly follow a Linear or Conv2d whose output nothing else reads",
+                f"the output of {names[k]!r} is also read by "
+                f"{[r.name for r in readers if r is not node]}; folding would change it there",
             )
-        layers[-1] = fold_batchnorm(layers[-1], m)
-        names[-1] = f"{names[-1]}+{node.target}"
+        layers[k] = fold_batchnorm(layers[k], m)
+        names[k] = f"{names[k]}+{node.target}"
         return Marker.FOLDED
     return _module_layer(node, m)
+
+
+def _passes_through(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """A node capture drops (its value is its input's): Dropout, Identity, contiguous."""
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _DROPPED_MODULES)
+    if node.op == "call_method":
+        return node.target == "contiguous"
+    return node.op == "call_function" and node.target in _DROPPED_FUNCTIONS
+
+
+def _readers(node: torch.fx.Node, modules: dict[str, nn.Module]) -> list[torch.fx.Node]:
+    """Every node that reads ``node``'s value, looking through dropped nodes; a layer's
+    raw output and its Dropout-ed alias are one value."""
+    out: list[torch.fx.Node] = []
+    for user in node.users:
+        if _passes_through(user, modules):
+            out.extend(_readers(user, modules))
+        else:
+            out.append(user)
+    return out

@@ -221,6 +221,11 @@ class Network:
         """
         shapes = self.shapes()
         consumers = self.consumers()
+        output = len(self.layers) - 1  # the output population: before trailing Flatten/ReLU
+        while isinstance(self.layers[output], (Flatten, ReLU)) and self.sources[output] != (
+            INPUT,
+        ):
+            output = self.sources[output][0]
         stage_of = {INPUT: INPUT}
         position: dict[int, int] = {}
         stages: list[Stage] = []
@@ -246,7 +251,7 @@ class Network:
             stage_of[i] = i
             stages.append(Stage(
                 i, self.names[i], layer, False, in_shapes[0], shapes[i],
-                tuple(stage_of[k] for k in src), in_shapes, population=i == len(self.layers) - 1,
+                tuple(stage_of[k] for k in src), in_shapes, population=i == output,
             ))
         return stages
 
@@ -283,11 +288,12 @@ def _check_sources(
 def canonicalize(net: Network) -> Network:
     """Put every ReLU directly after its synaptic layer or Add, without changing the function.
 
-    ReLU commutes with max-pooling, flattening and concatenation (relu(max x) = max(relu x)),
-    is idempotent, and is the identity on non-negative values: the network input (which
-    lies in [0, 1]), pooled, concatenated or positively weighted sums of non-negative
-    values. Those ReLUs are moved or dropped; an average pool of non-negative values gets a
-    ReLU (it becomes a population). Layers nothing reads any more are removed.
+    ReLU commutes with max-pooling, flattening and positively weighted concatenation
+    (relu(max x) = max(relu x)), is idempotent, and is the identity on non-negative values:
+    the network input (which must lie in [0, 1]), pooled or concatenated non-negative
+    values. Those ReLUs are moved or dropped; a ReLU after an Add is always kept (the Add
+    becomes a population) and an average pool of non-negative values gets one (it becomes a
+    population). Layers nothing reads any more are removed.
     """
     layers: list[Layer] = []
     names: list[str] = []
@@ -311,16 +317,27 @@ def canonicalize(net: Network) -> Network:
         return k
 
     def relu_of(k: int, name: str) -> int:
-        """A node computing relu(value of node k)."""
-        if nonneg[k]:
+        """A node computing relu(value of node k); an Add keeps its ReLU even when its
+        value is non-negative (the ReLU makes it a population)."""
+        if k == INPUT:
+            return k  # the input lies in [0, 1]
+        if k in relu_of_cache:
+            return relu_of_cache[k]
+        layer = layers[k]
+        if nonneg[k] and not isinstance(layer, Add):
             return k
-        if k not in relu_of_cache:
-            layer = layers[k]
-            if isinstance(layer, (*ROUTING, Concat)):
-                src = tuple(relu_of(j, name) for j in sources[k])
-                relu_of_cache[k] = emit(layer, names[k], src)
-            else:
-                relu_of_cache[k] = emit(ReLU(), name, (k,))
+        if isinstance(layer, Concat) and min(layer.weights) < 0:
+            # relu(concat(w x)) = concat(relu(w x)): each part through its own Add + ReLU
+            parts = tuple(
+                relu_of(emit(Add((w,)), f"{names[k]}.{n}", (j,)), f"{names[k]}.{n}.relu")
+                for n, (w, j) in enumerate(zip(layer.weights, sources[k], strict=True))
+            )
+            relu_of_cache[k] = emit(Concat(tuple(1.0 for _ in parts)), names[k], parts)
+        elif isinstance(layer, (*ROUTING, Concat)):
+            src = tuple(relu_of(j, name) for j in sources[k])
+            relu_of_cache[k] = emit(layer, names[k], src)
+        else:
+            relu_of_cache[k] = emit(ReLU(), name, (k,))
         return relu_of_cache[k]
 
     new_index = {INPUT: INPUT}

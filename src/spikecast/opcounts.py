@@ -133,15 +133,16 @@ def ann_workload(net: Network, x: torch.Tensor, *, batch_size: int = 512) -> Wor
     zeros, activations = 0, 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            h = x[start : start + batch_size]
-            for i, layer in enumerate(net.layers):
+            xb = x[start : start + batch_size]
+            outs = net.activations(xb)
+            for i, (layer, src) in enumerate(zip(net.layers, net.sources, strict=True)):
                 if i in macs:
+                    h = xb if src[0] == INPUT else outs[src[0]]
                     ops = float(layer_ops(layer, h).sum())
                     (acs if is_spike_tensor(h) else macs)[i] += ops
-                h = layer.forward(h)
                 if isinstance(layer, ReLU):
-                    zeros += int((h == 0).sum())
-                    activations += h.numel()
+                    zeros += int((outs[i] == 0).sum())
+                    activations += outs[i].numel()
     n = len(x)
     layers = tuple(
         LayerOps(s.name, macs[s.index] / n, acs[s.index] / n, layer_dense_ops(s.layer, s.in_shape))

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from spikecast.choice import Choice
-from spikecast.graph import INPUT, MERGE, SYNAPTIC, Concat, Flatten, MaxPool2d, Network, Stage
+from spikecast.graph import INPUT, MERGE, SYNAPTIC, Add, Concat, Flatten, MaxPool2d, Network, Stage
 from spikecast.neurons.integrate_fire import IFParams, IFState, if_step
 
 
@@ -141,10 +141,21 @@ def signal_kinds(stages: list[Stage], coding: InputCoding) -> dict[int, Signal]:
         if not isinstance(s.layer, (*SYNAPTIC, *MERGE, MaxPool2d, Flatten)):
             raise _unsupported(s, "not supported by the rate simulator (Linear, Conv2d, "
                                   "AvgPool2d, MaxPool2d, Flatten, Add, Concat, ReLU)")
-    if not (stages[-1].synaptic or isinstance(stages[-1].layer, MERGE)):
-        raise _unsupported(stages[-1], "the output must be a Linear, Conv2d, AvgPool2d or Add")
+    output = next(s for s in reversed(stages) if s.population)
+    if not (output.synaptic or isinstance(output.layer, MERGE)):
+        raise _unsupported(output, "the output must be a Linear, Conv2d, AvgPool2d, Add "
+                                       "or Concat (optionally followed by Flatten)")
+    by_index = {s.index: s for s in stages}
     for s in stages:
         ins = [kinds[k] for k in s.sources]
+        feed = by_index.get(s.sources[0])
+        if (isinstance(s.layer, MaxPool2d) and feed is not None and isinstance(feed.layer, Add)
+                and not feed.population and len(set(feed.layer.weights)) > 1):
+            raise _unsupported(
+                s, f"max-pools the Add {feed.name!r} of differently weighted spike trains "
+                f"(weights {feed.layer.weights}): spike counts do not rank its values; put a "
+                "ReLU after the Add (it becomes a population)",
+            )
         if s.synaptic or isinstance(s.layer, MaxPool2d):
             if ins[0] is Signal.CURRENT:
                 raise _unsupported(
@@ -177,6 +188,11 @@ def simulate(
         raise ValueError(
             f"input samples have shape {tuple(x.shape[1:])}, the network expects "
             f"{tuple(net.input_shape)}"
+        )
+    if x.numel() and x.min() < 0:
+        raise ValueError(
+            f"inputs reach {float(x.min()):.4g}; spikecast assumes inputs in [0, 1] (the "
+            "captured graph drops ReLUs on the input)"
         )
     if coding is InputCoding.POISSON and x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(

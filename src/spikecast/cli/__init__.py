@@ -145,14 +145,8 @@ def _load_ann(
 
         if dataset is None:
             raise ValueError(f"{model}: an ONNX file does not name its dataset; pass --dataset")
-        net = load_onnx(model)
         data = load_dataset(dataset, data_dir, seed=seed)
-        if data.sample_shape != net.input_shape:
-            raise ValueError(
-                f"{model} takes samples of shape {net.input_shape} but dataset {data.name!r} "
-                f"has {data.sample_shape}"
-            )
-        return net, data, {"seed": seed}
+        return load_onnx(model, data.sample_shape), data, {"seed": seed}
     module, meta = load_model(model)
     data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
     return capture(module, data.sample_shape), data, meta
@@ -193,7 +187,7 @@ def convert(
 def evaluate(
     path: Annotated[Path, typer.Argument(
         help="A converted .spikecast file, a NIR graph (.nir, needs --dataset) or an ANN "
-             ".safetensors.")],
+             "(.safetensors, or .onnx with --dataset).")],
     scheme: Annotated[
         str | None, typer.Option(help="Convert an ANN file with this scheme first.")
     ] = None,
@@ -221,10 +215,8 @@ def _evaluate(
     data_dir: Path | None, limit: int | None, batch_size: int, seed: int,
 ) -> RunResults:
     torch.manual_seed(seed)
-    if path.suffix == ".safetensors":
-        module, meta = load_model(path)
-        data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
-        ann = capture(module, data.sample_shape)
+    if path.suffix.lower() in (".safetensors", ".onnx"):
+        ann, data, _ = _load_ann(path, dataset, data_dir, seed)
         snn_name = scheme
         if scheme is not None:
             recipe = get_recipe(scheme, **params)

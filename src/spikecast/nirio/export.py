@@ -185,7 +185,7 @@ def export_nir(model: SpikingModel, approximate: bool = False) -> nir.NIRGraph:
             sources = [w.add(name, _neurons(stage, v_thr), sources)]
             charge[stage.index] = theta
         out[stage.index] = sources[0]
-    last = out[len(net.layers) - 1]
+    last = out[stages[-1].index]
     w.nodes["output"] = nir.Output(np.array(w.nodes[last].output_type["output"]))
     w.edges.append((last, "output"))
     meta = {

@@ -36,7 +36,7 @@ import torch
 
 from spikecast.graph import AvgPool2d, Conv2d, Flatten, Layer, Linear, Network, ReLU
 from spikecast.nirio.import_dag import read_dag
-from spikecast.nirio.mappers import IMPORTERS, load_meta, spikecast_threshold
+from spikecast.nirio.mappers import dispatch, input_shape, load_meta, spikecast_threshold
 from spikecast.rate_sim import InputCoding
 from spikecast.schemes.rate import RateModel, RateRecipe
 
@@ -256,16 +256,9 @@ def _is_chain(graph: nir.NIRGraph) -> bool:
 
 def _read_chain(graph: nir.NIRGraph) -> tuple[Network, float]:
     chain = _chain(graph)
-    shape = tuple(int(d) for d in np.asarray(chain[0][1].input_type["input"]).reshape(-1))
-    builder = Builder(shape)
+    builder = Builder(input_shape(chain[0][1]))
     for name, node in chain[1:-1]:
-        mapper = IMPORTERS.get(type(node))
-        if mapper is None:
-            raise ValueError(
-                f"node {name!r} has NIR type {type(node).__name__}, which spikecast cannot "
-                f"import (supported: {', '.join(t.__name__ for t in IMPORTERS)})"
-            )
-        mapper(name, node, builder)
+        dispatch(name, node, builder)
     return builder.network()
 
 

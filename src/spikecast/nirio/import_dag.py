@@ -30,7 +30,7 @@ from spikecast.graph import (
     Network,
     ReLU,
 )
-from spikecast.nirio.mappers import IMPORTERS
+from spikecast.nirio.mappers import dispatch, input_shape
 
 NEURONS = (nir.IF, nir.LIF, nir.CubaLIF)
 
@@ -159,6 +159,11 @@ class DagBuilder:
     def network(self, output: int) -> Network:
         if output != len(self.layers) - 1:
             raise ValueError("the Output node must read the last node of the graph")
+        if output not in self.spiking:
+            raise ValueError(
+                f"the Output node reads {self.names[output]!r}, not a neuron population; "
+                "spikecast reads out spike counts, so the graph must end in IF neurons"
+            )
         if self.bare - {output}:
             names = [self.names[k] for k in sorted(self.bare - {output})]
             raise ValueError(f"populations {names} are marked without ReLU but are not the "
@@ -194,22 +199,15 @@ def read_dag(graph: nir.NIRGraph, to_spikecast: Any) -> tuple[Network, float]:
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"the NIR graph has {len(inputs)} Input and {len(outputs)} Output "
                          "nodes; spikecast needs one of each")
-    node = graph.nodes[inputs[0]]
-    shape = tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))
-    builder = DagBuilder(shape, uniform_threshold(graph, to_spikecast))
+    theta = uniform_threshold(graph, to_spikecast)
+    builder = DagBuilder(input_shape(graph.nodes[inputs[0]]), theta)
     builder.value[inputs[0]] = INPUT
     for name in order:
         node = graph.nodes[name]
         if isinstance(node, (nir.Input, nir.Output)):
             continue
-        mapper = IMPORTERS.get(type(node))
-        if mapper is None:
-            raise ValueError(
-                f"node {name!r} has NIR type {type(node).__name__}, which spikecast cannot "
-                f"import (supported: {', '.join(t.__name__ for t in IMPORTERS)})"
-            )
         builder.begin(name, preds[name])
-        mapper(name, node, builder)
+        dispatch(name, node, builder)
         builder.finish()
     out_preds = preds[outputs[0]]
     if len(out_preds) != 1:

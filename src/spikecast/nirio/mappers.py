@@ -290,10 +290,17 @@ def _import_lif(name: str, node: nir.LIF, b: Builder) -> None:
 
 def _import_cuba_lif(name: str, node: nir.CubaLIF, b: Builder) -> None:
     """Leak-free membrane (as LIF) and a synapse that passes its input within the step:
-    with w_in = tau_syn / dt (snntorch's convention) the synaptic decay per step is
-    1 - 1 / w_in, which must be 0."""
+    tau_syn dI/dt = -I + w_in S on the dt = 1 grid is I <- I + (w_in S - I) / tau_syn,
+    which is I = S only for tau_syn = 1 and w_in = 1."""
     _check_reset(name, node)
     gain = _leak_free_gain(name, node.tau_mem, node.r, "CubaLIF")
+    tau_syn = np.asarray(node.tau_syn, np.float64)
+    if np.any(tau_syn != 1):
+        raise ValueError(
+            f"node {name!r}: CubaLIF synaptic time constant tau_syn up to "
+            f"{float(np.abs(tau_syn).max()):.6g} filters its input over several steps; "
+            "spikecast needs tau_syn = dt = 1 (no synaptic filter)"
+        )
     w_in = np.asarray(node.w_in, np.float64)
     if np.any(w_in != 1):
         raise ValueError(
@@ -317,3 +324,19 @@ IMPORTERS: dict[type, Callable[[str, Any, Builder], None]] = {
     nir.Flatten: _import_flatten,
     nir.Scale: _import_scale,
 }
+
+
+def dispatch(name: str, node: nir.NIRNode, builder: Any) -> None:
+    """Feed ``node`` to ``builder`` through its importer; unknown types are an error."""
+    mapper = IMPORTERS.get(type(node))
+    if mapper is None:
+        raise ValueError(
+            f"node {name!r} has NIR type {type(node).__name__}, which spikecast cannot "
+            f"import (supported: {', '.join(t.__name__ for t in IMPORTERS)})"
+        )
+    mapper(name, node, builder)
+
+
+def input_shape(node: nir.Input) -> tuple[int, ...]:
+    """Per-sample shape of a NIR Input node."""
+    return tuple(int(d) for d in np.asarray(node.input_type["input"]).reshape(-1))

@@ -54,7 +54,14 @@ def convert(
 
     ``model`` is either a PyTorch module (traced with ``input_shape``, or the shape of
     ``calib_x``'s samples) or an already captured :class:`Network`. The model is not mutated.
+    Inputs must lie in [0, 1].
     """
+    if calib_x is not None and calib_x.numel() and float(calib_x.min()) < 0:
+        raise ValueError(
+            f"calibration inputs reach {float(calib_x.min()):.4g}; spikecast assumes inputs in "
+            "[0, 1] (input coding, normalization and the captured graph rely on it): rescale "
+            "them, e.g. x = (x - min) / (max - min)"
+        )
     if isinstance(model, Network):
         net = model
     else:

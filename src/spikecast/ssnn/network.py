@@ -55,6 +55,13 @@ def dense_layers(net: Network) -> list[DenseLayer]:
     Every hidden stage must be followed by a ReLU; MaxPool2d cannot be built from
     current-mode IF neurons and is refused.
     """
+    if not net.is_chain:
+        merges = [n for n, layer in zip(net.names, net.layers, strict=True)
+                  if type(layer).__name__ in ("Add", "Concat")]
+        raise ValueError(
+            f"layers {merges}: the SSNN circuit is a chain of layers; branched networks "
+            "(residual Add, Concat) are supported by the rate and sigma-delta schemes"
+        )
     layers: list[DenseLayer] = []
     stages = net.stages()
     synaptic = [s for s in stages if s.synaptic]
