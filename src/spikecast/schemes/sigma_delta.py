@@ -4,12 +4,15 @@ communicate their quantized ReLU output with signed spikes of value +-theta, fed
 
 No weight normalization: the ANN's weights and biases are used as they are and the scale
 is set by the quantization level theta_l of each population (``Normalized.scales[i]`` is
-the theta of layer i's output, carried through routing layers; 1.0 for the input).
+the theta of layer i's output, carried from a layer's first source through every other
+layer; 1.0 for the input). Networks may be DAGs (Add, Concat): see
+:mod:`spikecast.sigma_delta.program` for how layers between populations are composed.
 
-Counting conventions (per frame): neurons = outputs of Linear/Conv2d/AvgPool2d layers
-(max-pool units are not neurons; their +-theta messages are ``extra["pool_messages"]``);
-spikes per neuron = (positive + negative spikes of those neurons) / neurons; synaptic
-updates = every spike, input spike and pool message x its fan-out; ANN MACs are exact
+Counting conventions (per frame): neurons = the populations (stages followed by a ReLU, and
+the output; max-pool units are not neurons, their +-theta messages are
+``extra["pool_messages"]``); spikes per neuron = (positive + negative spikes of those
+neurons) / neurons; synaptic updates = every spike, input spike and pool message x its
+composed fan-out, reported per population as the updates delivered into it; ANN MACs are exact
 (:func:`spikecast.metrics.ann_macs`); ``extra["ann_macs_paper_formula"]`` is the paper's
 footnote formula, which leaves out the input channels of each convolution.
 """
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from spikecast.graph import Conv2d, Linear, Network
+from spikecast.graph import INPUT, Conv2d, Linear, Network
 from spikecast.metrics import Curve, LayerStats, SchemeResult, ann_macs, layer_macs
 from spikecast.normalize import Normalized
 from spikecast.schemes.base import Recipe, SpikingModel
@@ -109,10 +112,9 @@ class SigmaDeltaRecipe(Recipe):
         """Keep the weights; scales = theta of every layer's output (see module docstring)."""
         thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold)
         by_index = {s.index: t for s, t in zip(population_stages(net), thetas, strict=True)}
-        scales, current = [], 1.0
-        for i in range(len(net.layers)):
-            current = by_index.get(i, current)
-            scales.append(current)
+        scales: list[float] = []
+        for i, src in enumerate(net.sources):
+            scales.append(by_index.get(i, 1.0 if src[0] == INPUT else scales[src[0]]))
         return Normalized(net, tuple(scales))
 
     def replace(self, normalized: Normalized, ann: Network) -> SigmaDeltaModel:
@@ -184,7 +186,7 @@ class SigmaDeltaModel(SpikingModel):
         layers = [
             LayerStats(
                 s.name, s.neurons, float((rec.pos[:, m] + rec.neg[:, m]).mean()),
-                float(rec.updates[:, m - 1].mean()), layer_macs(s.layer, s.in_shape, s.out_shape),
+                float(rec.updates_in[:, m].mean()), layer_macs(s.layer, s.in_shape, s.out_shape),
             )
             for s, m in zip(stages, pops, strict=True)
         ]

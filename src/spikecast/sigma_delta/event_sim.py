@@ -1,11 +1,13 @@
 """Exact asynchronous event-driven simulator (wraps the numba kernel in ``kernel``).
 
-Synaptic delay: with a uniform delay d on every synaptic hop, an input spike at time t
+Synaptic delay: with a uniform delay d on every synaptic hop (edge), an input spike at time t
 reaches population l at t + l d, and spikes triggered by biases reach it before every
 input-driven one, so every neuron receives exactly the same event sequence as with zero
 delay (the kernel's FIFO is breadth-first). Spike counts are therefore identical and only
-the clock moves: the state of the L-layer network at time t + L d equals the zero-delay
+the clock moves: the state of the L-hop network at time t + L d equals the zero-delay
 state at t. With ``delay > 0`` the reported time points are shifted by L d accordingly.
+This needs every path from the input to a node to have the same number of hops; a DAG whose
+skip connections break that (a residual block) is refused with ``delay > 0``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from spikecast.sigma_delta import kernel
 from spikecast.sigma_delta.encoding import encode_frame, frame_duration
 from spikecast.sigma_delta.neuron import FiringRule
-from spikecast.sigma_delta.program import Program
+from spikecast.sigma_delta.program import EdgeKind, Program
 from spikecast.sigma_delta.record import SimRecord, time_points
 
 _RULE_CODE = {FiringRule.PAPER: kernel.RULE_PAPER, FiringRule.EXACT: kernel.RULE_EXACT}
@@ -40,6 +42,17 @@ class FrameState:
 
     v: list[np.ndarray]
     count: list[np.ndarray]
+
+
+def hop_depths(program: Program) -> list[set[int]]:
+    """Per node: the numbers of SYNAPSES edges on the paths from the input to it."""
+    depths: list[set[int]] = [set() for _ in range(program.n_nodes)]
+    depths[0].add(0)
+    for m in range(program.n_nodes):
+        for e in range(int(program.edge_ptr[m]), int(program.edge_ptr[m + 1])):
+            step = int(program.edge_kind[e] == EdgeKind.SYNAPSES)
+            depths[int(program.edge_dst[e])].update(h + step for h in depths[m])
+    return depths
 
 
 class SimulatorSettings:
@@ -61,6 +74,16 @@ class SimulatorSettings:
         self.input_threshold = input_threshold
         self.delay = check_delay(delay)
         self.grid = time_points(frame_duration(input_threshold), n_time_points)
+        depths = hop_depths(program)
+        uneven = [m for m, d in enumerate(depths) if len(d) > 1]
+        if self.delay > 0 and uneven:
+            stage = program.node_stage[uneven[0]]
+            raise ValueError(
+                f"synaptic delay {self.delay} > 0 needs equal hop counts on every path, but "
+                f"{stage.name!r} is reached after {sorted(depths[uneven[0]])} hops; use "
+                "delay = 0 for this network"
+            )
+        self.hops = max(depths[-1], default=0)
 
 
 class EventSimulator(SimulatorSettings):
@@ -78,16 +101,6 @@ class EventSimulator(SimulatorSettings):
     ) -> None:
         super().__init__(program, rule, input_threshold, delay, n_time_points)
         self.workers = workers or os.cpu_count() or 1
-
-    @property
-    def hops(self) -> int:
-        return int(np.sum(self.program.stage_kind == 1))
-
-    def _arrays(self) -> tuple:
-        p = self.program
-        return (p.node_offset, p.node_kind, p.node_theta, p.node_relu, p.bias, p.stage_kind,
-                p.src_ptr_offset, p.src_ptr, p.target, p.weight, p.win_ptr_offset, p.win_ptr,
-                p.win_src)
 
     def run(
         self,
@@ -113,10 +126,10 @@ class EventSimulator(SimulatorSettings):
         index = np.concatenate([e.index for e in events] + [np.zeros(0, np.int64)])
         times = np.concatenate([e.time for e in events] + [np.zeros(0)])
         out = kernel.run_frames(index, ptr, times, self.grid, _RULE_CODE[self.rule],
-                                *self._arrays())
-        pred_at, spikes_at, updates_at, pos, neg, updates, pool_msgs, out_v, out_q = out
+                                *self.program.kernel_arrays())
+        pred_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, v, q = out
         return SimRecord(self.grid + self.hops * self.delay, pred_at, spikes_at, updates_at,
-                         pos, neg, updates, pool_msgs, np.diff(ptr), out_v, out_q)
+                         pos, neg, updates, pool_msgs, np.diff(ptr), v, q, updates_in)
 
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """Simulate one frame and return the state of every node after all events."""
@@ -126,9 +139,9 @@ class EventSimulator(SimulatorSettings):
         q = np.zeros(int(p.node_offset[-1]), np.int64)
         n_nodes = p.n_nodes
         rows = [np.zeros(len(self.grid), np.int64) for _ in range(3)]
-        per_node = [np.zeros(n_nodes, np.int64) for _ in range(4)]
+        per_node = [np.zeros(n_nodes, np.int64) for _ in range(5)]
         kernel.run_frame(v, q, events.index, events.time, self.grid, _RULE_CODE[self.rule],
-                         *self._arrays(), *rows, *per_node)
+                         *p.kernel_arrays(), *rows, *per_node)
         cuts = p.node_offset
         return FrameState(
             [v[cuts[m] : cuts[m + 1]] for m in range(n_nodes)],

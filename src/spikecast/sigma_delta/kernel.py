@@ -1,20 +1,22 @@
 """Numba kernel of the exact asynchronous event-driven simulation (zero synaptic delay).
 
-One frame at a time, on the flat arrays of :class:`~spikecast.sigma_delta.program.Program`.
-Processing order (the deterministic tie-break):
+One frame at a time, on the flat arrays of :class:`~spikecast.sigma_delta.program.Program`
+(nodes and their outgoing edges). Processing order (the deterministic tie-break):
 
 1. t = 0: every neuron, node by node and in index order, applies its firing rule once to its
    bias; the spikes wait in a FIFO queue.
 2. Input spikes in (time, pixel index) order; each one is pushed to the queue.
-3. After each of those, the queue is drained first-in first-out: a spike of node m updates
-   every target in node m+1 at the same instant (v += w * sign * theta_m), each target
-   applying its firing rule right after its own update; then the targets that fired, in
-   connection-table order, send their spikes to the tail of the queue. Max-pool units
-   react as soon as a source's count changes: a unit keeps the largest count in its window
-   and sends one message per step of that maximum (sign of the step), queued like a spike.
+3. After each of those, the queue is drained first-in first-out: a spike of node m updates,
+   at the same instant, every target of every SYNAPSES edge of m, edge by edge in order of
+   the destination node: each target of the edge, in table order, gets v += w * sign *
+   theta_m and applies its firing rule right after its own update; then the targets of
+   that edge that fired, in table order, send their spikes to the tail of the queue. Max-pool
+   units react as soon as a source's count changes (after the source's own spike was
+   queued): a unit keeps the largest count in its window and sends one message per step of
+   that maximum (sign of the step), queued like a spike.
 
-The FIFO order is breadth-first, i.e. node by node: the order every neuron receives its
-events in is the order they would arrive in with a uniform synaptic delay (see
+In a chain the FIFO order is breadth-first, i.e. node by node: the order every neuron
+receives its events in is the order they would arrive in with a uniform synaptic delay (see
 ``event_sim``). Queue entries pack (unit index, node, sign) as ``(j << 7) | (m << 1) | neg``.
 """
 
@@ -25,7 +27,6 @@ from numba import njit
 
 RULE_PAPER = 0
 RULE_EXACT = 1
-_SYNAPSES = 1
 _POPULATION = 1
 _STACK = 4096
 
@@ -61,10 +62,10 @@ def _push(fifo, tail, code, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _route(m0, j0, n0, q, node_offset, stage_kind, src_ptr_offset, src_ptr, target,
-           win_ptr_offset, win_ptr, win_src, fifo, tail, stack, pool_msgs):  # pragma: no cover
-    """Node m0's unit j0 changed its count by n0: queue spikes or update max-pool units."""
-    last = node_offset.shape[0] - 2
+def _route(m0, j0, n0, q, node_offset, edge_ptr, edge_syn_end, edge_src_ptr_offset,
+           edge_win_ptr_offset, src_ptr, target, win_ptr, win_src, fifo, tail, stack,
+           pool_msgs):  # pragma: no cover - compiled
+    """Node m0's unit j0 changed its count by n0: queue spikes and update max-pool units."""
     stack[0, 0] = m0
     stack[0, 1] = j0
     stack[0, 2] = n0
@@ -72,40 +73,41 @@ def _route(m0, j0, n0, q, node_offset, stage_kind, src_ptr_offset, src_ptr, targ
     while sp > 0:
         sp -= 1
         m, j, n = stack[sp, 0], stack[sp, 1], stack[sp, 2]
-        if m == last:
-            continue
-        if stage_kind[m] == _SYNAPSES:
+        if edge_syn_end[m] > edge_ptr[m]:
             code = (j << 7) | (m << 1) | (1 if n < 0 else 0)
             fifo, tail = _push(fifo, tail, code, abs(n))
-            continue
-        p0 = src_ptr[src_ptr_offset[m] + j]
-        p1 = src_ptr[src_ptr_offset[m] + j + 1]
-        src_base = node_offset[m]
-        dst_base = node_offset[m + 1]
-        for e in range(p1 - 1, p0 - 1, -1):
-            u = target[e]
-            w0 = win_ptr[win_ptr_offset[m] + u]
-            w1 = win_ptr[win_ptr_offset[m] + u + 1]
-            best = q[src_base + win_src[w0]]
-            for k in range(w0 + 1, w1):
-                best = max(best, q[src_base + win_src[k]])
-            old = q[dst_base + u]
-            if best != old:
-                if sp >= stack.shape[0]:
-                    raise RuntimeError("sigma-delta kernel: max-pool cascade stack overflow")
-                q[dst_base + u] = best
-                pool_msgs[m + 1] += abs(best - old)
-                stack[sp, 0] = m + 1
-                stack[sp, 1] = u
-                stack[sp, 2] = best - old
-                sp += 1
+        for edge in range(edge_syn_end[m], edge_ptr[m + 1]):
+            d = m + 1  # a node's one max-pool node follows it (see ``program``)
+            p0 = src_ptr[edge_src_ptr_offset[edge] + j]
+            p1 = src_ptr[edge_src_ptr_offset[edge] + j + 1]
+            src_base = node_offset[m]
+            dst_base = node_offset[d]
+            win_base = edge_win_ptr_offset[edge]
+            for e in range(p1 - 1, p0 - 1, -1):
+                u = target[e]
+                w0 = win_ptr[win_base + u]
+                w1 = win_ptr[win_base + u + 1]
+                best = q[src_base + win_src[w0]]
+                for k in range(w0 + 1, w1):
+                    best = max(best, q[src_base + win_src[k]])
+                old = q[dst_base + u]
+                if best != old:
+                    if sp >= stack.shape[0]:
+                        raise RuntimeError("sigma-delta kernel: max-pool cascade stack overflow")
+                    q[dst_base + u] = best
+                    pool_msgs[d] += abs(best - old)
+                    stack[sp, 0] = d
+                    stack[sp, 1] = u
+                    stack[sp, 2] = best - old
+                    sp += 1
     return fifo, tail
 
 
 @njit(cache=True)
-def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, stage_kind,
-           src_ptr_offset, src_ptr, target, weight, win_ptr_offset, win_ptr, win_src,
-           stack, fired, pos, neg, updates, pool_msgs):  # pragma: no cover - compiled
+def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, edge_ptr, edge_syn_end,
+           edge_dst, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight,
+           win_ptr, win_src, stack, fired, pos, neg, updates, updates_in,
+           pool_msgs):  # pragma: no cover - compiled
     """Deliver queued spikes first-in first-out until the network is quiet."""
     head = 0
     while head < tail:
@@ -114,31 +116,34 @@ def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, stage_kin
         m = (code >> 1) & 63
         j = code >> 7
         charge = -node_theta[m] if code & 1 else node_theta[m]
-        p0 = src_ptr[src_ptr_offset[m] + j]
-        p1 = src_ptr[src_ptr_offset[m] + j + 1]
-        updates[m] += p1 - p0
-        dst = node_offset[m + 1]
-        theta = node_theta[m + 1]
-        relu = node_relu[m + 1]
-        n_fired = 0
-        for e in range(p0, p1):
-            i = dst + target[e]
-            v[i] += weight[e] * charge
-            n = fire_count(v[i], q[i], theta, relu, rule)
-            if n != 0:
-                q[i] += n
-                fired[n_fired, 0] = target[e]
-                fired[n_fired, 1] = n
-                n_fired += 1
-        for k in range(n_fired):
-            n = fired[k, 1]
-            if n > 0:
-                pos[m + 1] += n
-            else:
-                neg[m + 1] -= n
-            fifo, tail = _route(m + 1, fired[k, 0], n, q, node_offset, stage_kind,
-                                src_ptr_offset, src_ptr, target, win_ptr_offset, win_ptr,
-                                win_src, fifo, tail, stack, pool_msgs)
+        for edge in range(edge_ptr[m], edge_syn_end[m]):
+            d = edge_dst[edge]
+            p0 = src_ptr[edge_src_ptr_offset[edge] + j]
+            p1 = src_ptr[edge_src_ptr_offset[edge] + j + 1]
+            updates[m] += p1 - p0
+            updates_in[d] += p1 - p0
+            dst = node_offset[d]
+            theta = node_theta[d]
+            relu = node_relu[d]
+            n_fired = 0
+            for e in range(p0, p1):
+                i = dst + target[e]
+                v[i] += weight[e] * charge
+                n = fire_count(v[i], q[i], theta, relu, rule)
+                if n != 0:
+                    q[i] += n
+                    fired[n_fired, 0] = target[e]
+                    fired[n_fired, 1] = n
+                    n_fired += 1
+            for k in range(n_fired):
+                n = fired[k, 1]
+                if n > 0:
+                    pos[d] += n
+                else:
+                    neg[d] -= n
+                fifo, tail = _route(d, fired[k, 0], n, q, node_offset, edge_ptr, edge_syn_end,
+                                    edge_src_ptr_offset, edge_win_ptr_offset, src_ptr,
+                                    target, win_ptr, win_src, fifo, tail, stack, pool_msgs)
     return fifo
 
 
@@ -154,8 +159,9 @@ def _readout(v, q, lo, hi):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_theta, node_relu,
-              bias, stage_kind, src_ptr_offset, src_ptr, target, weight, win_ptr_offset,
-              win_ptr, win_src, pred_at, spikes_at, updates_at, pos, neg, updates,
+              bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
+              edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap,
+              pred_at, spikes_at, updates_at, pos, neg, updates, updates_in,
               pool_msgs):  # pragma: no cover - compiled
     """Simulate one frame from v = bias, q = 0 (updated in place, all nodes concatenated);
     fills the per-frame output rows in place (see module docstring)."""
@@ -163,7 +169,7 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
     fifo = np.empty(4096, np.int64)
     tail = 0
     stack = np.empty((_STACK, 3), np.int64)
-    fired = np.empty((max(1, np.max(np.diff(src_ptr))), 2), np.int64)
+    fired = np.empty((fired_cap, 2), np.int64)
     for m in range(1, n_nodes):
         if node_kind[m] != _POPULATION:
             continue
@@ -175,9 +181,10 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
                     pos[m] += n
                 else:
                     neg[m] -= n
-                fifo, tail = _route(m, i - node_offset[m], n, q, node_offset, stage_kind,
-                                    src_ptr_offset, src_ptr, target, win_ptr_offset, win_ptr,
-                                    win_src, fifo, tail, stack, pool_msgs)
+                fifo, tail = _route(m, i - node_offset[m], n, q, node_offset, edge_ptr,
+                                    edge_syn_end, edge_src_ptr_offset,
+                                    edge_win_ptr_offset, src_ptr, target, win_ptr, win_src,
+                                    fifo, tail, stack, pool_msgs)
     lo = node_offset[n_nodes - 1]
     hi = node_offset[n_nodes]
     p = 0
@@ -187,20 +194,21 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
         while p < n_ev and ev_time[p] <= limit:
             j = ev_index[p]
             q[j] += 1
-            fifo, tail = _route(0, j, 1, q, node_offset, stage_kind, src_ptr_offset, src_ptr,
-                                target, win_ptr_offset, win_ptr, win_src, fifo, tail, stack,
-                                pool_msgs)
+            fifo, tail = _route(0, j, 1, q, node_offset, edge_ptr, edge_syn_end,
+                                edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target,
+                                win_ptr, win_src, fifo, tail, stack, pool_msgs)
             p += 1
             if tail > 0:
                 fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu,
-                              stage_kind, src_ptr_offset, src_ptr, target, weight,
-                              win_ptr_offset, win_ptr, win_src, stack, fired, pos, neg,
-                              updates, pool_msgs)
+                              edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
+                              edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src,
+                              stack, fired, pos, neg, updates, updates_in, pool_msgs)
                 tail = 0
         if tail > 0:
-            fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu,
-                          stage_kind, src_ptr_offset, src_ptr, target, weight, win_ptr_offset,
-                          win_ptr, win_src, stack, fired, pos, neg, updates, pool_msgs)
+            fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, edge_ptr,
+                          edge_syn_end, edge_dst, edge_src_ptr_offset, edge_win_ptr_offset,
+                          src_ptr, target, weight, win_ptr, win_src, stack, fired, pos, neg,
+                          updates, updates_in, pool_msgs)
             tail = 0
         if g < grid.shape[0]:
             pred_at[g] = _readout(v, q, lo, hi)
@@ -210,8 +218,9 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
 
 @njit(cache=True, nogil=True)
 def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, node_theta,
-               node_relu, bias, stage_kind, src_ptr_offset, src_ptr, target, weight,
-               win_ptr_offset, win_ptr, win_src):  # pragma: no cover - compiled
+               node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
+               edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
+               win_src, fired_cap):  # pragma: no cover - compiled
     """Simulate frames f = 0..F-1 (events ev_*[ev_ptr[f]:ev_ptr[f+1]]); releases the GIL so
     callers can run disjoint frame ranges in parallel threads."""
     n_frames = ev_ptr.shape[0] - 1
@@ -224,6 +233,7 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     pos = np.zeros((n_frames, n_nodes), np.int64)
     neg = np.zeros((n_frames, n_nodes), np.int64)
     updates = np.zeros((n_frames, n_nodes), np.int64)
+    updates_in = np.zeros((n_frames, n_nodes), np.int64)
     pool_msgs = np.zeros((n_frames, n_nodes), np.int64)
     out_v = np.zeros((n_frames, n_out), np.float64)
     out_q = np.zeros((n_frames, n_out), np.int64)
@@ -232,10 +242,12 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
         a, b = ev_ptr[f], ev_ptr[f + 1]
         v = bias.copy()
         q = np.zeros(node_offset[n_nodes], np.int64)
-        run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, node_offset, node_kind, node_theta,
-                  node_relu, bias, stage_kind, src_ptr_offset, src_ptr, target, weight,
-                  win_ptr_offset, win_ptr, win_src, pred_at[f], spikes_at[f], updates_at[f],
-                  pos[f], neg[f], updates[f], pool_msgs[f])
+        run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, node_offset, node_kind,
+                  node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
+                  edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
+                  win_src, fired_cap, pred_at[f], spikes_at[f], updates_at[f], pos[f], neg[f],
+                  updates[f], updates_in[f], pool_msgs[f])
         out_v[f] = v[lo:]
         out_q[f] = q[lo:]
-    return pred_at, spikes_at, updates_at, pos, neg, updates, pool_msgs, out_v, out_q
+    return (pred_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, out_v,
+            out_q)

@@ -4,8 +4,9 @@ Per frame f and reported time point g: ``pred_at[f, g]`` (readout), ``spikes_at`
 neuron spikes, positive + negative), ``updates_at`` (cumulative synaptic updates: every
 spike, input spike and pool message x its fan-out). Per frame and node m (node 0 = input):
 ``pos``/``neg`` spikes of population nodes, ``updates[:, m]`` updates caused by node m's
-spikes (delivered into the stage after m), ``pool_msgs[:, m]`` messages of max-pool node m,
-and the output layer's final membrane potentials ``out_v`` and counts ``out_q``.
+spikes (delivered along its outgoing synapse edges), ``updates_in[:, m]`` updates delivered
+into population m, ``pool_msgs[:, m]`` messages of max-pool node m, and the output layer's
+final membrane potentials ``out_v`` and counts ``out_q``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class SimRecord:
     input_spikes: np.ndarray
     out_v: np.ndarray
     out_q: np.ndarray
+    updates_in: np.ndarray
 
     @property
     def final_pred(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Quantization levels theta, one per neuron population (synaptic stage).
+"""Quantization levels theta, one per neuron population (stage with ``population=True``).
 
 * a shared float: the paper's single threshold for every neuron;
 * a sequence of floats: one per population, in layer order;
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spikecast.graph import Network, ReLU
+from spikecast.graph import Network
 from spikecast.sigma_delta.encoding import binarize
 from spikecast.sigma_delta.neuron import check_theta
 from spikecast.sigma_delta.program import population_stages
@@ -77,16 +77,12 @@ def layer_percentiles(
     out = []
     for stage in population_stages(net):
         a = acts[stage.index]
-        a = a.clamp(min=0) if stage.relu or _followed_by_relu(net, stage.index) else a.abs()
+        a = a.clamp(min=0) if stage.relu else a.abs()
         pos = a[a > 0].double()
         if pos.numel() > 4_000_000:
             pos = pos[:: -(-pos.numel() // 4_000_000)]
         out.append(float(torch.quantile(pos, percentile / 100.0)) if pos.numel() else 0.0)
     return out
-
-
-def _followed_by_relu(net: Network, index: int) -> bool:
-    return index + 1 < len(net.layers) and isinstance(net.layers[index + 1], ReLU)
 
 
 def resolve_thresholds(

@@ -1,11 +1,12 @@
 """Vectorised time-slice simulation in torch (batched over frames, runs on any device).
 
 All input spikes with the same timestamp form one slice and are applied together; each
-node then updates once per slice: a population receives the summed charge
-dv = W (dcount_prev * theta_prev) of every spike of the slice and applies its firing rule
-once (the PAPER rule: at most one spike per neuron per slice, and only in neurons that
-received a spike; EXACT: floor(|d| / theta) spikes). Max-pool units take the max of their
-sources' counts after the slice. At t = 0 one sweep applies every bias.
+node then updates once per slice, in node (topological) order: a population P receives the
+summed charge dv = sum_m A_Pm (dcount_m * theta_m) of every spike of the slice over its
+incoming edges (a single-layer edge runs the layer itself, a composed one its sparse table)
+and applies its firing rule once (the PAPER rule: at most one spike per neuron per slice, and
+only in neurons that received a spike; EXACT: floor(|d| / theta) spikes). Max-pool units take
+the max of their sources' counts after the slice. At t = 0 one sweep applies every bias.
 
 How it differs from the event-driven simulator: there, the rule runs after every single
 spike, so a neuron whose potential goes up and down within one slice may fire and unfire
@@ -22,13 +23,52 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from spikecast.graph import Conv2d, Layer, Linear, MaxPool2d
-from spikecast.metrics import fan_out
+from spikecast.graph import Conv2d, Layer, Linear
 from spikecast.sigma_delta.encoding import check_input
 from spikecast.sigma_delta.event_sim import SimulatorSettings
 from spikecast.sigma_delta.neuron import FiringRule, NeuronParams, fire_count
-from spikecast.sigma_delta.program import NodeKind, Program, float64_layer
+from spikecast.sigma_delta.program import EdgeKind, NodeKind, Program, float64_layer
 from spikecast.sigma_delta.record import SimRecord
+
+
+class _Edge:
+    """One SYNAPSES edge m -> d: ``apply`` maps a (batch, n_m) charge to d's (batch, n_d)
+    potential change, ``reach`` to positive values exactly at the targets it reaches;
+    ``fan`` is the fan-out of each source unit."""
+
+    def __init__(self, program: Program, e: int, device: torch.device) -> None:
+        ptr, tgt, wt = program.edge_table(e)
+        self.dst = int(program.edge_dst[e])
+        self.fan = torch.as_tensor(np.diff(ptr), dtype=torch.float64, device=device)
+        stage = program.edge_stage[e]
+        if stage is not None:
+            self.in_shape = stage.in_shape
+            self.layer = _to(float64_layer(stage.layer, with_bias=False), device)
+            self.ones = _ones_layer(self.layer)
+            return
+        self.layer = None
+        n_src = len(ptr) - 1
+        n_dst = int(program.node_offset[self.dst + 1] - program.node_offset[self.dst])
+        rows = torch.as_tensor(tgt, dtype=torch.int64)
+        cols = torch.as_tensor(np.repeat(np.arange(n_src), np.diff(ptr)), dtype=torch.int64)
+        idx = torch.stack([rows, cols])
+        size = (n_dst, n_src)
+        self.matrix = torch.sparse_coo_tensor(
+            idx, torch.as_tensor(wt, dtype=torch.float64), size, check_invariants=True
+        ).coalesce().to(device)
+        self.structure = torch.sparse_coo_tensor(
+            idx, torch.ones(len(tgt), dtype=torch.float64), size, check_invariants=True
+        ).coalesce().to(device)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer is None:
+            return torch.sparse.mm(self.matrix, x.T).T
+        return self.layer.forward(x.reshape(len(x), *self.in_shape)).reshape(len(x), -1)
+
+    def reach(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer is None:
+            return torch.sparse.mm(self.structure, x.abs().T).T
+        return self.ones.forward(x.abs().reshape(len(x), *self.in_shape)).reshape(len(x), -1)
 
 
 class TimeSliceSimulator(SimulatorSettings):
@@ -45,24 +85,24 @@ class TimeSliceSimulator(SimulatorSettings):
     ) -> None:
         super().__init__(program, rule, input_threshold, delay, n_time_points)
         self.device = torch.device(device)
-        self.stages = list(program.node_stage[1:])
-        self.layers = [
-            _to(float64_layer(s.layer, with_bias=False), self.device) for s in self.stages
-        ]
-        self.reach = [_ones_layer(layer) for layer in self.layers]
-        self.fans = [
-            None if isinstance(s.layer, MaxPool2d)
-            else fan_out(s.layer, s.in_shape).double().to(self.device)
-            for s in self.stages
-        ]
+        p = program
+        self.incoming: list[list[tuple[int, _Edge]]] = [[] for _ in range(p.n_nodes)]
+        self.pools: dict[int, tuple[int, Layer]] = {}
+        for m in range(p.n_nodes):
+            for e in range(int(p.edge_ptr[m]), int(p.edge_ptr[m + 1])):
+                d = int(p.edge_dst[e])
+                if p.edge_kind[e] == EdgeKind.SYNAPSES:
+                    self.incoming[d].append((m, _Edge(p, e, self.device)))
+                else:
+                    self.pools[d] = (m, p.node_stage[d].layer)
         self.params = [
-            NeuronParams(float(program.node_theta[m]), self.rule, bool(program.node_relu[m]))
-            if program.node_kind[m] == NodeKind.POPULATION else None
-            for m in range(program.n_nodes)
+            NeuronParams(float(p.node_theta[m]), self.rule, bool(p.node_relu[m]))
+            if p.node_kind[m] == NodeKind.POPULATION else None
+            for m in range(p.n_nodes)
         ]
         self.biases = [
-            torch.as_tensor(program.bias[program.node_offset[m] : program.node_offset[m + 1]])
-            .to(self.device) for m in range(program.n_nodes)
+            torch.as_tensor(p.bias[p.node_offset[m] : p.node_offset[m + 1]]).to(self.device)
+            for m in range(p.n_nodes)
         ]
 
     def run(self, x: torch.Tensor, *, batch_size: int = 256) -> SimRecord:
@@ -82,7 +122,7 @@ class TimeSliceSimulator(SimulatorSettings):
         v = [bias.expand(b, -1).clone() for bias in self.biases]
         count = [torch.zeros_like(vm) for vm in v]
         acc = {k: torch.zeros(b, n_nodes, dtype=torch.float64, device=self.device)
-               for k in ("pos", "neg", "updates", "pool")}
+               for k in ("pos", "neg", "updates", "updates_in", "pool")}
         self._sweep(torch.zeros_like(x), v, count, acc, initial=True)
         grid = torch.as_tensor(self.grid, device=self.device)
         slices = torch.unique(spike_time[torch.isfinite(spike_time)])
@@ -102,46 +142,55 @@ class TimeSliceSimulator(SimulatorSettings):
                 pred_at[:, g] = _readout(count[-1], v[-1])
                 spikes_at[:, g] = (acc["pos"] + acc["neg"]).sum(1)
                 updates_at[:, g] = acc["updates"].sum(1)
-        cpu = {name: t.cpu().numpy() for name, t in acc.items()}
+        cpu = {name: t.cpu().numpy().astype(np.int64) for name, t in acc.items()}
         return SimRecord(
             self.grid + self.hops * self.delay,
             pred_at.cpu().numpy(), _int(spikes_at), _int(updates_at),
-            cpu["pos"].astype(np.int64), cpu["neg"].astype(np.int64),
-            cpu["updates"].astype(np.int64), cpu["pool"].astype(np.int64),
+            cpu["pos"], cpu["neg"], cpu["updates"], cpu["pool"],
             count[0].sum(1).cpu().numpy().astype(np.int64),
-            v[-1].cpu().numpy(), count[-1].cpu().numpy().astype(np.int64),
+            v[-1].cpu().numpy(), count[-1].cpu().numpy().astype(np.int64), cpu["updates_in"],
         )
 
-    @property
-    def hops(self) -> int:
-        return sum(s.synaptic for s in self.stages)
-
     def _sweep(self, delta: torch.Tensor, v: list, count: list, acc: dict, initial: bool) -> None:
-        """Propagate node 0's count change ``delta`` through every stage once."""
+        """Propagate node 0's count change ``delta`` through every node once, in order
+        (``None``: no change)."""
         b = len(delta)
-        theta_prev = 1.0
-        for m, (stage, layer) in enumerate(zip(self.stages, self.layers, strict=True)):
-            if not initial and not bool(delta.any()):
-                return
-            shaped = delta.reshape(b, *stage.in_shape)
-            if isinstance(layer, MaxPool2d):
-                new = layer.forward(count[m].reshape(b, *stage.in_shape)).reshape(b, -1)
-                delta = new - count[m + 1]
-                count[m + 1] = new
-                acc["pool"][:, m + 1] += delta.abs().sum(1)
+        p = self.program
+        deltas: list[torch.Tensor | None] = [delta if initial or bool(delta.any()) else None]
+        for m in range(1, p.n_nodes):
+            if m in self.pools:
+                src, layer = self.pools[m]
+                if deltas[src] is None:
+                    deltas.append(None)
+                    continue
+                shaped = count[src].reshape(b, *p.node_shape[src])
+                new = layer.forward(shaped).reshape(b, -1)
+                change = new - count[m]
+                count[m] = new
+                acc["pool"][:, m] += change.abs().sum(1)
+                deltas.append(change)
                 continue
-            fan = self.fans[m].reshape(1, -1)
-            acc["updates"][:, m] += (delta.abs().reshape(b, -1) * fan).sum(1)
-            v[m + 1] += layer.forward(shaped * theta_prev).reshape(b, -1)
-            params = self.params[m + 1]
-            n = fire_count(v[m + 1], count[m + 1], params)
+            live = [(s, edge) for s, edge in self.incoming[m] if deltas[s] is not None]
+            if not initial and not live:
+                deltas.append(None)
+                continue
+            params = self.params[m]
+            reached = torch.zeros_like(v[m], dtype=torch.bool)
+            for s, edge in live:
+                d = deltas[s]
+                used = (d.abs() * edge.fan.reshape(1, -1)).sum(1)
+                acc["updates"][:, s] += used
+                acc["updates_in"][:, m] += used
+                v[m] += edge.apply(d * float(p.node_theta[s]))
+                if params.rule is FiringRule.PAPER and not initial:
+                    reached |= edge.reach(d) > 0
+            n = fire_count(v[m], count[m], params)
             if params.rule is FiringRule.PAPER and not initial:
-                n = n * (self.reach[m].forward(shaped.abs()).reshape(b, -1) > 0)
-            count[m + 1] += n
-            acc["pos"][:, m + 1] += n.clamp(min=0).sum(1)
-            acc["neg"][:, m + 1] += (-n).clamp(min=0).sum(1)
-            delta = n
-            theta_prev = params.theta
+                n = n * reached
+            count[m] += n
+            acc["pos"][:, m] += n.clamp(min=0).sum(1)
+            acc["neg"][:, m] += (-n).clamp(min=0).sum(1)
+            deltas.append(n if initial or bool(n.any()) else None)
 
 
 def _ones_layer(layer: Layer) -> Layer:
