@@ -253,3 +253,30 @@ def test_every_real_scheme_end_to_end() -> None:
     # constant-current input: the first layer does nnz(x) x fan-out MACs, fan-out 8
     assert rate["effective_macs"] == pytest.approx(8 * float((_data().x_test[:12] != 0).sum()) / 12)
     _check_html(render(results), len(RECIPES))
+
+
+@pytest.mark.parametrize("scheme", ["rate", "ssnn", "sigma-delta"])
+def test_every_scheme_returns_its_prediction_trace(scheme: str) -> None:
+    from spikecast.graph import Linear, Network, ReLU
+    from spikecast.report.adapters import probe_layers, scheme_readouts
+    from spikecast.schemes import convert, get_recipe
+
+    g = torch.Generator().manual_seed(0)
+    net = Network((Linear(torch.rand(6, 4, generator=g) - 0.3), ReLU(),
+                   Linear(torch.rand(3, 6, generator=g) - 0.3)), ("h", "h.relu", "out"), (4,))
+    x = torch.rand(12, 4, generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    snn = convert(net, get_recipe(scheme), calib_x=x)
+    result = snn.evaluate(x, y)
+    trace = result.trace
+    assert trace is not None and trace.predictions.shape == (12, len(result.curve.x))
+    assert list(trace.times) == result.curve.x
+    # the curve is the trace's accuracy at every point, the result its last column's
+    per_point = (trace.predictions == y[:, None]).double().mean(0).tolist()
+    assert per_point == pytest.approx(result.curve.accuracy)
+    assert result.accuracy == pytest.approx(per_point[-1])
+    reads = scheme_readouts(snn, result, x)
+    assert torch.equal(reads.final, trace.predictions[:, -1])
+    probe = probe_layers(snn, x[:3])
+    assert [c.shape for c in probe.counts] == [(3, 6), (3, 3)]
+    assert probe.scaled == (scheme != "ssnn")

@@ -28,14 +28,7 @@ from spikecast.latency import accuracy_at_fractions, latency
 from spikecast.metrics import RunResults, SchemeResult, accuracy, ann_macs
 from spikecast.opcounts import Workload, ann_workload, connection_sparsity, footprint_bytes
 from spikecast.opcounts import snn_workload as count_snn
-from spikecast.report.adapters import (
-    LayerProbe,
-    Readouts,
-    probe_layers,
-    readouts,
-    recording,
-    trace_from_protocol,
-)
+from spikecast.report.adapters import LayerProbe, probe_layers, scheme_readouts
 from spikecast.schemes import RECIPES, convert, get_recipe
 from spikecast.schemes.base import SpikingModel
 
@@ -119,11 +112,11 @@ def _firing(probe: LayerProbe | None, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _scheme_entry(
-    net: Network, snn: SpikingModel, result: SchemeResult, recorded: list[Readouts | None],
+    net: Network, snn: SpikingModel, result: SchemeResult,
     x: torch.Tensor, y: torch.Tensor, ann_work: Workload, n_classes: int, cfg: CompareConfig,
 ) -> dict[str, Any]:
     work = count_snn(net, result, x)
-    reads = readouts(recorded) or trace_from_protocol(snn, x)
+    reads = scheme_readouts(snn, result, x)
     if reads is not None:
         lat: dict[str, Any] = latency(reads.trace, y).to_dict()
         confusion = confusion_matrix(reads.final, y, n_classes)
@@ -135,7 +128,7 @@ def _scheme_entry(
                "accuracy_at": accuracy_at_fractions(curve) if curve else {}}
         confusion = None
     sub = x[: cfg.fidelity_samples]
-    probe = probe_layers(snn, net, sub)
+    probe = probe_layers(snn, sub)
     names = [s.name for s in net.stages() if s.population]
     fidelity = ([f.to_dict() for f in layer_fidelity(net, sub, probe.outputs,
                                                      scaled=probe.scaled)]
@@ -174,13 +167,12 @@ def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
         start = time.perf_counter()
         try:
             snn = convert(net, get_recipe(name, **cfg.params.get(name, {})), calib_x=calib)
-            with recording(snn) as recorded:
-                result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
+            result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
         except ValueError as exc:
             failed[name] = str(exc)
             continue
         run.schemes[name] = result
-        entries[name] = _scheme_entry(net, snn, result, recorded, x, y, ann_work,
+        entries[name] = _scheme_entry(net, snn, result, x, y, ann_work,
                                       data.n_classes, cfg)
         entries[name]["wall_s"] = time.perf_counter() - start
     out = run.to_dict()

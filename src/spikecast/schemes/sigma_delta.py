@@ -29,6 +29,7 @@ import torch
 from rich.progress import Progress
 
 from spikecast.graph import INPUT, Conv2d, Linear, Network
+from spikecast.latency import PredictionTrace
 from spikecast.metrics import Curve, LayerStats, SchemeResult, ann_macs, layer_macs
 from spikecast.normalize import Normalized
 from spikecast.schemes.base import Recipe, SpikingModel
@@ -162,6 +163,23 @@ class SigmaDeltaModel(SpikingModel):
         return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
                               r.time_points).final_state(frame)
 
+    count_label: ClassVar[str] = "|net signed spikes| per neuron"
+
+    def _final_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Signed spike count of every neuron of every population after each frame."""
+        states = [self.final_state(frame) for frame in x]
+        return [torch.as_tensor(np.stack([st.count[m] for st in states]))
+                for m in self.program.populations()]
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every population's settled quantized value theta x (net signed spikes): its
+        estimate of the ANN activation, (batch, neurons) each."""
+        return [c * theta for c, theta in zip(self._final_counts(x), self.thetas, strict=True)]
+
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """|net signed spikes| of every neuron of every population, (batch, neurons) each."""
+        return [c.abs() for c in self._final_counts(x)]
+
     def qann_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Accuracy of the Q-ANN with the same thetas (see ``sigma_delta.qann``)."""
         pred = qann_predict(self.network, x, self.thetas, self.recipe.input_threshold)
@@ -203,6 +221,8 @@ class SigmaDeltaModel(SpikingModel):
             ann_macs=ann_macs(self.network),
             curve=Curve("time (TU)", [float(t) for t in rec.times], acc),
             params=self.recipe.params(),
+            trace=PredictionTrace(tuple(float(t) for t in rec.times),
+                                  torch.as_tensor(rec.pred_at), "time (TU)"),
             extra={
                 "thresholds": list(self.thetas),
                 "positive_spikes": float(rec.pos.sum(1).mean()),
