@@ -104,7 +104,7 @@ def _route(m0, j0, n0, q, node_offset, edge_ptr, edge_syn_end, edge_src_ptr_offs
 
 
 @njit(cache=True)
-def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, edge_ptr, edge_syn_end,
+def _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_ptr, edge_syn_end,
            edge_dst, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight,
            win_ptr, win_src, stack, fired, pos, neg, updates, updates_in,
            pool_msgs):  # pragma: no cover - compiled
@@ -128,10 +128,16 @@ def _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, edge_ptr,
             n_fired = 0
             for e in range(p0, p1):
                 i = dst + target[e]
-                v[i] += weight[e] * charge
-                n = fire_count(v[i], q[i], theta, relu, rule)
+                vi = v[i] + weight[e] * charge
+                v[i] = vi
+                act = 0.0 if relu and vi < 0.0 else vi
+                d_q = act - qt[i]
+                if -theta < d_q < theta:  # no spike: fire_count's own test, qt = q theta
+                    continue
+                n = fire_count(vi, q[i], theta, relu, rule)
                 if n != 0:
                     q[i] += n
+                    qt[i] = q[i] * theta
                     fired[n_fired, 0] = target[e]
                     fired[n_fired, 1] = n
                     n_fired += 1
@@ -170,6 +176,7 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
     tail = 0
     stack = np.empty((_STACK, 3), np.int64)
     fired = np.empty((fired_cap, 2), np.int64)
+    qt = np.zeros(q.shape[0])  # q * theta of every population neuron, kept in step with q
     for m in range(1, n_nodes):
         if node_kind[m] != _POPULATION:
             continue
@@ -177,6 +184,7 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
             n = fire_count(v[i], q[i], node_theta[m], node_relu[m], rule)
             if n != 0:
                 q[i] += n
+                qt[i] = q[i] * node_theta[m]
                 if n > 0:
                     pos[m] += n
                 else:
@@ -199,13 +207,13 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_
                                 win_ptr, win_src, fifo, tail, stack, pool_msgs)
             p += 1
             if tail > 0:
-                fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu,
+                fifo = _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu,
                               edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
                               edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src,
                               stack, fired, pos, neg, updates, updates_in, pool_msgs)
                 tail = 0
         if tail > 0:
-            fifo = _drain(fifo, tail, v, q, rule, node_offset, node_theta, node_relu, edge_ptr,
+            fifo = _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_ptr,
                           edge_syn_end, edge_dst, edge_src_ptr_offset, edge_win_ptr_offset,
                           src_ptr, target, weight, win_ptr, win_src, stack, fired, pos, neg,
                           updates, updates_in, pool_msgs)
