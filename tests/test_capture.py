@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from dag_models import trained_like
 from torch import nn
 
 from spikecast.capture import capture, fold_batchnorm
@@ -258,22 +259,13 @@ class _ParallelBn(nn.Module):
         return self.fc(F.relu(self.ba(ya) + self.bb(yb)).flatten(1))
 
 
-def _random_stats(m: nn.Module) -> nn.Module:
-    torch.manual_seed(0)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_mean.uniform_(-1, 1)
-            mod.running_var.uniform_(0.5, 2)
-    return m.eval()
-
-
 def test_batchnorm_is_not_folded_into_a_value_read_elsewhere() -> None:
     with pytest.raises(ValueError, match=r"output of 'c' is also read by \['add'\]"):
-        capture(_random_stats(_BnBehindDropout()), (1, 2, 2))
+        capture(trained_like(_BnBehindDropout()), (1, 2, 2))
 
 
 def test_batchnorm_folds_into_its_own_branch() -> None:
-    m = _random_stats(_ParallelBn())
+    m = trained_like(_ParallelBn())
     net = capture(m, (1, 2, 2))
     assert net.names[:2] == ("a+ba", "b+bb")
     x = torch.rand(3, 1, 2, 2)

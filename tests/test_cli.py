@@ -11,14 +11,6 @@ from spikecast.cli import app, parse_params
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def wine_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "wine.safetensors"

@@ -2,7 +2,6 @@
 
 import json
 
-import torch
 from typer.testing import CliRunner
 
 from spikecast.cli import app
@@ -10,7 +9,6 @@ from spikecast.schemes import RECIPES
 
 
 def test_demo_writes_results_and_plot(tmp_path) -> None:
-    torch.set_num_threads(1)
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--limit", "40", "--quiet"])
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "results.json").read_text())

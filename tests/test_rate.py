@@ -11,15 +11,6 @@ from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.rate import RateModel, RateRecipe, accuracy_at
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The simulator runs many small kernels: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def unnormalized(net: Network, **params: object) -> RateModel:
     recipe = RateRecipe(normalization="none", **params)
     return recipe.replace(recipe.normalize(net, None), net)

@@ -31,14 +31,6 @@ from spikecast.sigma_delta.qann import qann_forward
 from spikecast.sigma_delta.timeslice import TimeSliceSimulator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def residual_scalar() -> Network:
     """h = relu(x0 + x1); out = relu(proj(h) + x) with proj = [[1.5], [-1]] (no ReLU)."""
     return Network(

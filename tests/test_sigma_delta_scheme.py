@@ -14,14 +14,6 @@ from spikecast.sigma_delta.qann import qann_predict
 from spikecast.sigma_delta.thresholds import Calibrated, resolve_thresholds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def wine_like():
     torch.manual_seed(0)
     model = get_architecture("wine-fc").build()

@@ -16,15 +16,6 @@ from spikecast.sigma_delta.qann import qann_forward
 from spikecast.sigma_delta.timeslice import TimeSliceSimulator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny torch ops on a shared 2-core machine are far faster without OpenMP threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def t64(rows):
     return torch.tensor(rows, dtype=torch.float32)
 

@@ -20,7 +20,6 @@ def wine():
 @pytest.fixture(scope="module")
 def wine_ann(wine):
     """wine-fc trained full-batch on [0, 1]-scaled inputs (the demo's setting)."""
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = get_architecture("wine-fc").build()
     opt = torch.optim.Adam(model.parameters(), 1e-2)

@@ -34,15 +34,6 @@ def random_circuit(seed: int, sizes=(4, 6, 3), window=2e-6, phase="aligned"):
     return build_circuit(layers, params, (8e-6, 2e-4)), duty
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The clock simulator's small per-step ops run fastest on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def total_mismatch(a, b) -> int:
     return sum(int((x - y).abs().sum()) for x, y in zip(a.counts, b.counts, strict=True))
 

@@ -294,20 +294,14 @@ def _import_cuba_lif(name: str, node: nir.CubaLIF, b: Builder) -> None:
     which is I = S only for tau_syn = 1 and w_in = 1."""
     _check_reset(name, node)
     gain = _leak_free_gain(name, node.tau_mem, node.r, "CubaLIF")
-    tau_syn = np.asarray(node.tau_syn, np.float64)
-    if np.any(tau_syn != 1):
-        raise ValueError(
-            f"node {name!r}: CubaLIF synaptic time constant tau_syn up to "
-            f"{float(np.abs(tau_syn).max()):.6g} filters its input over several steps; "
-            "spikecast needs tau_syn = dt = 1 (no synaptic filter)"
-        )
-    w_in = np.asarray(node.w_in, np.float64)
-    if np.any(w_in != 1):
-        raise ValueError(
-            f"node {name!r}: CubaLIF synaptic current carries over between steps "
-            f"(w_in up to {float(np.abs(w_in).max()):.6g}, decay 1 - 1/w_in); spikecast "
-            "needs w_in = 1 (no synaptic filter)"
-        )
+    for what, values in (("tau_syn", node.tau_syn), ("w_in", node.w_in)):
+        values = np.asarray(values, np.float64)
+        if np.any(values != 1):
+            raise ValueError(
+                f"node {name!r}: CubaLIF synapse with {what} up to "
+                f"{float(np.abs(values).max()):.6g}; spikecast needs tau_syn = dt = 1 and "
+                "w_in = 1 (a synapse that passes its input within the step)"
+            )
     b.population(name, spikecast_threshold(node.v_threshold), gain,
                  load_meta(node, f"node {name!r}"))
 
