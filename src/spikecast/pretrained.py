@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PRETRAINED", "load_pretrained", "pretrained_path"]
 
-PRETRAINED = ("mnist-fc", "mnist-cnn")
+PRETRAINED = ("mnist-fc", "mnist-cnn", "mnist-cnn-sd")
+_SCRIPT = {"mnist-cnn-sd": "scripts/train_sigma_delta.py"}
+_DEFAULT_SCRIPT = "scripts/train_pretrained.py --arch "
 _FOLDER = "pretrained"
 
 
@@ -33,7 +35,7 @@ def pretrained_path(name: str) -> Traversable:
     if not (weights.is_file() and _resource(name, ".json").is_file()):
         raise ValueError(
             f"pretrained model {name!r} is not installed (expected {weights} and its .json "
-            f"sidecar); regenerate it with `python scripts/train_pretrained.py --arch {name} ...`"
+            f"sidecar); regenerate it with `python {_SCRIPT.get(name, _DEFAULT_SCRIPT + name)} ...`"
         )
     return weights
 
@@ -41,8 +43,9 @@ def pretrained_path(name: str) -> Traversable:
 def load_pretrained(name: str) -> tuple[nn.Module, dict[str, Any]]:
     """Load a shipped reference model in eval mode with its sidecar metadata.
 
-    ``name`` is one of :data:`PRETRAINED`; the metadata records the architecture, dataset,
-    seed, epochs, hyperparameters, test accuracy and the command that produced the weights.
+    ``name`` is one of :data:`PRETRAINED` (``mnist-cnn-sd``: mnist-cnn trained for the
+    sigma-delta SNN by scripts/train_sigma_delta.py); the metadata records the architecture,
+    dataset, seed, epochs, hyperparameters, test accuracy and the command that produced the weights.
     """
     weights = pretrained_path(name)
     if isinstance(weights, Path):

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikecast.sigma_delta.finetune import FinetuneConfig
+from spikecast.sigma_delta.finetune import FinetuneConfig, Quantizer
 from spikecast.sigma_delta.reproduce import ReproduceConfig, reproduce
+from spikecast.train import LRSchedule
 
 console = Console()
 
@@ -67,6 +68,13 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(model: str) -> Any:
+    from spikecast.modelio import load_model
+    from spikecast.pretrained import PRETRAINED, load_pretrained
+
+    return load_pretrained(model)[0] if model in PRETRAINED else load_model(Path(model))[0]
+
+
 def reproduce_sigma_delta_mnist(
     limit: Annotated[int | None, typer.Option(help="Use only the first N test frames.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
@@ -82,15 +90,27 @@ def reproduce_sigma_delta_mnist(
         help="Also fine-tune mnist-cnn for the 1-bit input and the quantizer, and rerun.")] = False,
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
     spike_weight: Annotated[float, typer.Option(help="Fine-tuning spike penalty.")] = 0.05,
+    finetune_quantizer: Annotated[Quantizer, typer.Option(
+        help="Fine-tuning quantizer; 'hysteresis' measures its rates in the simulator.")
+    ] = Quantizer.FLOOR,
+    finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 2e-4,
+    finetune_schedule: Annotated[LRSchedule, typer.Option(
+        help="Fine-tuning learning-rate schedule.")] = LRSchedule.CONSTANT,
+    finetune_max_shift: Annotated[int, typer.Option(
+        help="Fine-tuning random shift augmentation, pixels.")] = 0,
+    model: Annotated[str, typer.Option(
+        help="Reference model: a pretrained name or a .safetensors file.")] = "mnist-cnn",
     rate: Annotated[bool, typer.Option(help="Run the rate-coded baseline (25, 15 steps).")] = True,
 ) -> None:
     """Table I of the sigma-delta paper: ANN, Q-ANN and event-driven SNN at theta 1.0 and
     2.0, and the rate-coded baseline at 25 and 15 steps, on the MNIST test set."""
-    ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed)
+    ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed,
+                        quantizer=finetune_quantizer, lr=finetune_lr, schedule=finetune_schedule,
+                        max_shift=finetune_max_shift)
     config = ReproduceConfig(
         thetas=tuple(theta or (1.0, 2.0)), calibrated=tuple(calibrated or ()), limit=limit,
         data_dir=data_dir, seed=seed, rate_steps=(25, 15) if rate else (),
-        finetune=ft if finetune else None,
+        finetune=ft if finetune else None, model=_load(model),
     )
     report = reproduce(config, log=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     console.print(table(report))

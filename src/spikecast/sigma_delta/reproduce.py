@@ -2,13 +2,15 @@
 
 Rows: the Q-ANN and the event-driven SNN at every theta (plus optional per-layer
 calibrated thetas), the rate-coded baseline (SNN toolbox style) at 25 and 15 steps, and,
-with fine-tuning, the same sigma-delta rows for the quantization-aware fine-tuned model.
+with fine-tuning, the same sigma-delta rows for the quantization-aware fine-tuned model
+(with the hysteresis quantizer, its rates are measured on ``UP_FRAMES`` calibration frames
+of the reference SNN unless the config gives them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,7 +22,7 @@ from spikecast.metrics import SchemeResult, ann_macs, neuron_count, synapse_coun
 from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta import SigmaDeltaRecipe, paper_formula_macs
 from spikecast.sigma_delta.encoding import binarize
-from spikecast.sigma_delta.finetune import FinetuneConfig, finetune
+from spikecast.sigma_delta.finetune import FinetuneConfig, Quantizer, finetune, measure_up_rates
 from spikecast.sigma_delta.thresholds import Calibrated, ThresholdSpec, describe, label
 
 PAPER: dict[str, Any] = {
@@ -38,6 +40,9 @@ PAPER: dict[str, Any] = {
         {"scheme": "rate", "steps": 15, "accuracy": 0.9880, "spikes_per_neuron": 0.26},
     ],
 }
+
+
+UP_FRAMES = 300
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,18 @@ def _rate_rows(
     return rows
 
 
+def _with_up_rates(ft: FinetuneConfig, net: Network, calib_x: torch.Tensor) -> FinetuneConfig:
+    """``ft`` with measured hysteresis rates where it uses that quantizer and gives none
+    (per-ReLU thetas get theta 1.0 for the output layer, which no hidden rate depends on)."""
+    if ft.quantizer is not Quantizer.HYSTERESIS or ft.up != 0.0:
+        return ft
+    theta = ft.theta if isinstance(ft.theta, (int, float)) else (*ft.theta, 1.0)
+    recipe = SigmaDeltaRecipe(theta=theta, input_threshold=ft.input_threshold)
+    thetas = recipe.normalize(net, None)
+    rates = measure_up_rates(recipe.replace(thetas, net), calib_x[:UP_FRAMES])
+    return replace(ft, up=rates)
+
+
 def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the reproduction and return the JSON report (see the issue's contract)."""
     from spikecast.data import load_dataset
@@ -148,12 +165,13 @@ def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> di
         "connections": synapse_count(net),
     }
     if config.finetune is not None:
-        log(f"quantization-aware fine-tuning: {config.finetune}")
-        tuned = finetune(model, data.x_train, data.y_train, config.finetune, neuron_count(net))
+        ft = _with_up_rates(config.finetune, net, calib_x)
+        log(f"quantization-aware fine-tuning: {ft}")
+        tuned = finetune(model, data.x_train, data.y_train, ft, neuron_count(net))
         tuned_net = capture(tuned, (1, 28, 28))
         report["finetuned_ann_accuracy"] = _accuracy(tuned, x, y)
         report["finetuned_ann_accuracy_1bit_input"] = _accuracy(tuned, binarize(x), y)
-        report["finetune"] = vars(config.finetune)
+        report["finetune"] = {k: getattr(v, "value", v) for k, v in vars(ft).items()}
         more, more_details = _sigma_delta_rows(
             tuned_net, "finetuned", config.finetune_thetas, calib_x, x, y, ann_acc, log
         )
