@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spikecast.sigma_delta.encoding import binarize, encode_frame, frame_duration
+from spikecast.sigma_delta.encoding import binarize, encode_frame, encode_frames, frame_duration
 from spikecast.sigma_delta.neuron import FiringRule, NeuronParams, NeuronState, step
 
 
@@ -77,3 +77,19 @@ def test_encoding_rejects_out_of_range():
         encode_frame(torch.tensor([1.5]))
     with pytest.raises(ValueError, match="input threshold"):
         encode_frame(torch.tensor([0.5]), threshold=1.0)
+
+
+def test_batch_encoding_equals_frame_by_frame_encoding() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 1, 4, 4, generator=g)
+    x[1] = 0.1  # a frame without spikes
+    x[2] = 0.1
+    x[2, 0, 0, :] = 0.6  # four spikes at t = 0.4: ordered by pixel index
+    index, ptr, time = encode_frames(x)
+    n0 = int((x[0] > 0.2).sum())
+    assert ptr.tolist()[:4] == [0, n0, n0, n0 + 4]
+    assert index[ptr[2]:ptr[3]].tolist() == [0, 1, 2, 3]
+    for f in range(5):
+        ev = encode_frame(x[f])
+        assert index[ptr[f]:ptr[f + 1]].tolist() == ev.index.tolist()
+        assert time[ptr[f]:ptr[f + 1]].tolist() == ev.time.tolist()

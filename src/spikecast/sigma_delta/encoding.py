@@ -42,14 +42,25 @@ class InputEvents:
     time: np.ndarray
 
 
+def encode_frames(
+    x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spikes of a batch of frames (batch, *shape): flat pixel indices, per-frame offsets
+    (frame f's events are ``[ptr[f]:ptr[f + 1]]``) and times t = 1 - p, each frame's events
+    sorted by (t, index)."""
+    check_input(x, threshold)
+    flat = x.detach().reshape(len(x), -1).cpu()
+    frame, index = np.nonzero((flat > threshold).numpy())
+    time = 1.0 - flat.to(torch.float64).numpy()[frame, index]
+    order = np.lexsort((index, time, frame))
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(frame, minlength=len(x)))])
+    return index[order].astype(np.int64), ptr.astype(np.int64), time[order]
+
+
 def encode_frame(x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD) -> InputEvents:
     """Spikes of one frame (any shape): t = 1 - p for p > threshold, sorted by (t, index)."""
-    check_input(x, threshold)
-    flat = x.detach().reshape(-1).cpu()
-    index = np.flatnonzero((flat > threshold).numpy())
-    time = 1.0 - flat.to(torch.float64).numpy()[index]
-    order = np.lexsort((index, time))
-    return InputEvents(index[order].astype(np.int64), time[order])
+    index, _, time = encode_frames(x.reshape(1, -1), threshold)
+    return InputEvents(index, time)
 
 
 def frame_duration(threshold: float = DEFAULT_INPUT_THRESHOLD) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from spikecast.sigma_delta import kernel
-from spikecast.sigma_delta.encoding import encode_frame, frame_duration
+from spikecast.sigma_delta.encoding import encode_frame, encode_frames, frame_duration
 from spikecast.sigma_delta.neuron import FiringRule
 from spikecast.sigma_delta.program import EdgeKind, Program
 from spikecast.sigma_delta.record import SimRecord, time_points
@@ -121,10 +121,7 @@ class EventSimulator(SimulatorSettings):
         return SimRecord.concat(records)
 
     def _run_part(self, frames: torch.Tensor) -> SimRecord:
-        events = [encode_frame(f, self.input_threshold) for f in frames]
-        ptr = np.concatenate([[0], np.cumsum([len(e.index) for e in events])]).astype(np.int64)
-        index = np.concatenate([e.index for e in events] + [np.zeros(0, np.int64)])
-        times = np.concatenate([e.time for e in events] + [np.zeros(0)])
+        index, ptr, times = encode_frames(frames, self.input_threshold)
         out = kernel.run_frames(index, ptr, times, self.grid, _RULE_CODE[self.rule],
                                 *self.program.kernel_arrays())
         pred_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, v, q = out
@@ -140,7 +137,10 @@ class EventSimulator(SimulatorSettings):
         n_nodes = p.n_nodes
         rows = [np.zeros(len(self.grid), np.int64) for _ in range(3)]
         per_node = [np.zeros(n_nodes, np.int64) for _ in range(5)]
-        kernel.run_frame(v, q, events.index, events.time, self.grid, _RULE_CODE[self.rule],
+        rule = _RULE_CODE[self.rule]
+        t0_units = kernel.bias_firing(p.bias, rule, p.node_offset, p.node_kind, p.node_theta,
+                                      p.node_relu)
+        kernel.run_frame(v, q, events.index, events.time, self.grid, rule, t0_units,
                          *p.kernel_arrays(), *rows, *per_node)
         cuts = p.node_offset
         return FrameState(

@@ -4,7 +4,8 @@ One frame at a time, on the flat arrays of :class:`~spikecast.sigma_delta.progra
 (nodes and their outgoing edges). Processing order (the deterministic tie-break):
 
 1. t = 0: every neuron, node by node and in index order, applies its firing rule once to its
-   bias; the spikes wait in a FIFO queue.
+   bias; the spikes wait in a FIFO queue (which neurons fire is the same for every frame and
+   is computed once, :func:`bias_firing`).
 2. Input spikes in (time, pixel index) order; each one is pushed to the queue.
 3. After each of those, the queue is drained first-in first-out: a spike of node m updates,
    at the same instant, every target of every SYNAPSES edge of m, edge by edge in order of
@@ -164,35 +165,49 @@ def _readout(v, q, lo, hi):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def run_frame(v, q, ev_index, ev_time, grid, rule, node_offset, node_kind, node_theta, node_relu,
-              bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
+def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # pragma: no cover
+    """(node, unit) of every neuron that fires on its bias alone at t = 0, node by node in
+    index order: the same for every frame (v = bias, q = 0), so computed once."""
+    n = 0
+    out = np.empty((node_offset[-1], 2), np.int64)
+    for m in range(1, node_kind.shape[0]):
+        if node_kind[m] != _POPULATION:
+            continue
+        for i in range(node_offset[m], node_offset[m + 1]):
+            if fire_count(bias[i], 0, node_theta[m], node_relu[m], rule) != 0:
+                out[n, 0] = m
+                out[n, 1] = i
+                n += 1
+    return out[:n].copy()
+
+
+@njit(cache=True)
+def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_kind, node_theta,
+              node_relu, bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
               edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap,
               pred_at, spikes_at, updates_at, pos, neg, updates, updates_in,
               pool_msgs):  # pragma: no cover - compiled
     """Simulate one frame from v = bias, q = 0 (updated in place, all nodes concatenated);
-    fills the per-frame output rows in place (see module docstring)."""
+    ``t0_units`` is :func:`bias_firing` of the same arrays; fills the per-frame output rows
+    in place (see module docstring)."""
     n_nodes = node_kind.shape[0]
     fifo = np.empty(4096, np.int64)
     tail = 0
     stack = np.empty((_STACK, 3), np.int64)
     fired = np.empty((fired_cap, 2), np.int64)
     qt = np.zeros(q.shape[0])  # q * theta of every population neuron, kept in step with q
-    for m in range(1, n_nodes):
-        if node_kind[m] != _POPULATION:
-            continue
-        for i in range(node_offset[m], node_offset[m + 1]):
-            n = fire_count(v[i], q[i], node_theta[m], node_relu[m], rule)
-            if n != 0:
-                q[i] += n
-                qt[i] = q[i] * node_theta[m]
-                if n > 0:
-                    pos[m] += n
-                else:
-                    neg[m] -= n
-                fifo, tail = _route(m, i - node_offset[m], n, q, node_offset, edge_ptr,
-                                    edge_syn_end, edge_src_ptr_offset,
-                                    edge_win_ptr_offset, src_ptr, target, win_ptr, win_src,
-                                    fifo, tail, stack, pool_msgs)
+    for k in range(t0_units.shape[0]):
+        m, i = t0_units[k, 0], t0_units[k, 1]
+        n = fire_count(v[i], q[i], node_theta[m], node_relu[m], rule)
+        q[i] += n
+        qt[i] = q[i] * node_theta[m]
+        if n > 0:
+            pos[m] += n
+        else:
+            neg[m] -= n
+        fifo, tail = _route(m, i - node_offset[m], n, q, node_offset, edge_ptr,
+                            edge_syn_end, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr,
+                            target, win_ptr, win_src, fifo, tail, stack, pool_msgs)
     lo = node_offset[n_nodes - 1]
     hi = node_offset[n_nodes]
     p = 0
@@ -246,11 +261,12 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     out_v = np.zeros((n_frames, n_out), np.float64)
     out_q = np.zeros((n_frames, n_out), np.int64)
     lo = node_offset[n_nodes - 1]
+    t0_units = bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu)
     for f in range(n_frames):
         a, b = ev_ptr[f], ev_ptr[f + 1]
         v = bias.copy()
         q = np.zeros(node_offset[n_nodes], np.int64)
-        run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, node_offset, node_kind,
+        run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, t0_units, node_offset, node_kind,
                   node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
                   edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
                   win_src, fired_cap, pred_at[f], spikes_at[f], updates_at[f], pos[f], neg[f],
