@@ -31,9 +31,9 @@ def test_help_lists_the_options():
 
 def test_table_puts_paper_numbers_beside_ours():
     report = {"n_samples": 10, "paper": PAPER, "rows": [
-        {"scheme": "sigma-delta", "threshold": 1.0, "model": "reference", "accuracy": 0.5,
+        {"scheme": "sigma-delta", "threshold": 1.0, "model": "mnist-cnn", "accuracy": 0.5,
          "spikes_per_neuron": 0.1, "synaptic_updates": 1000.0},
-        {"scheme": "rate", "steps": 15, "model": "reference", "accuracy": 0.25,
+        {"scheme": "rate", "steps": 15, "model": "mnist-cnn", "accuracy": 0.25,
          "spikes_per_neuron": 0.2, "synaptic_updates": 10.0},
     ]}
     cells = [list(c.cells) for c in table(report).columns]

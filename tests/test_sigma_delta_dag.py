@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from spikecast.graph import (
     INPUT,
     Add,
+    AvgPool2d,
     Concat,
     Conv2d,
     Flatten,
@@ -282,3 +283,29 @@ def test_pool_nodes_follow_their_sources():
     state = EventSimulator(prog).final_state(torch.tensor([[[1.0, 0.75]]]))
     assert state.count[2].tolist() == [1] and state.count[4].tolist() == [1]
     assert state.v[5].tolist() == [2.0] and state.count[5].tolist() == [2]
+
+
+def test_network_ending_in_flatten_reads_out_the_pooled_population():
+    # conv -> relu -> global average pool (a population) -> flatten: the pool is the output
+    net = Network(
+        (Conv2d(torch.tensor([0.5, 1.5]).reshape(2, 1, 1, 1)), ReLU(),
+         AvgPool2d((2, 2), (2, 2)), ReLU(), Flatten()),
+        ("conv", "relu", "gap", "gap.relu", "flat"), (1, 2, 2),
+    )
+    prog = build_program(net, (1.0, 1.0))
+    x = torch.ones(1, 1, 2, 2)
+    rec = EventSimulator(prog).run(x)
+    # every pixel fires at t = 0: conv channels reach 0.5 and 1.5 (one spike in channel 1),
+    # the pool averages the quantized values (0, 1) -> (0, 1): output neuron 1 spikes once
+    assert rec.out_q.tolist() == [[0, 1]] and rec.final_pred.tolist() == [1]
+    ts = TimeSliceSimulator(prog).run(x)
+    assert ts.out_q.tolist() == rec.out_q.tolist()
+
+
+def test_frames_of_the_wrong_size_are_refused_not_simulated():
+    prog = build_program(residual_scalar(), (1.0, 1.0))
+    for sim in (EventSimulator(prog), TimeSliceSimulator(prog)):
+        with pytest.raises(ValueError, match=r"frames of shape \(4,\); this network takes \(2,\)"):
+            sim.run(torch.ones(2, 4) * 0.5)
+    with pytest.raises(ValueError, match="this network takes"):
+        EventSimulator(prog).final_state(torch.ones(3))

@@ -21,6 +21,7 @@ from spikecast.sigma_delta.finetune import (
     QuantReLU,
     finetune,
     measure_up_rates,
+    quantized_copy,
 )
 from spikecast.train import evaluate_ann
 
@@ -157,7 +158,8 @@ def test_reproduce_zero_epoch_hysteresis_finetune_matches_the_reference(tmp_path
     assert report["finetune"]["quantizer"] == "hysteresis"
     assert len(report["finetune"]["up"]) == 3 and all(u > 0 for u in report["finetune"]["up"])
     ref, tuned = report["rows"][1], report["rows"][3]  # no step: the same network
-    assert (ref["model"], tuned["model"]) == ("reference", "finetuned")
+    assert (ref["model"], tuned["model"]) == ("mnist-cnn", "finetuned")
+    assert report["model"] == "mnist-cnn"
     assert ref["accuracy"] == tuned["accuracy"]
     assert ref["spikes_per_neuron"] == tuned["spikes_per_neuron"]
 
@@ -173,3 +175,47 @@ def test_shipped_sigma_delta_model_is_recorded_and_recomputed():
     snn = convert(model, get_recipe("sigma-delta", theta=1.0), x[:10])
     result = snn.evaluate(x, y)
     assert result.accuracy >= SNN_FLOOR and result.spikes_per_neuron <= 0.25
+
+
+class _DeclaredOutOfOrder(nn.Module):
+    """act2 is registered before act1 but runs after it."""
+
+    def __init__(self, shared: bool = False) -> None:
+        super().__init__()
+        self.act2 = nn.ReLU()
+        self.fc1, self.fc2, self.out = nn.Linear(4, 3), nn.Linear(3, 3), nn.Linear(3, 2)
+        self.act1 = self.act2 if shared else nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act2(self.fc2(self.act1(self.fc1(x)))))
+
+
+def test_per_layer_settings_follow_the_call_order() -> None:
+    config = FinetuneConfig(theta=(0.5, 0.25), quantizer="floor")
+    qmodel, quantizers = quantized_copy(_DeclaredOutOfOrder(), config)
+    assert qmodel.act1.theta == 0.5 and qmodel.act2.theta == 0.25
+    assert quantizers == [qmodel.act1, qmodel.act2]
+
+
+def test_shared_or_functional_relus_are_refused() -> None:
+    with pytest.raises(ValueError, match="'act2' is called more than once"):
+        quantized_copy(_DeclaredOutOfOrder(shared=True), FinetuneConfig())
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.relu(self.fc(x))
+
+    with pytest.raises(ValueError, match="functional ReLU at node 'relu'"):
+        quantized_copy(Functional(), FinetuneConfig())
+
+
+def test_cosine_schedule_with_no_step_returns_the_model_unchanged() -> None:
+    model = _DeclaredOutOfOrder()
+    config = FinetuneConfig(epochs=0, schedule="cosine", quantizer="floor")
+    tuned = finetune(model, torch.rand(0, 4), torch.zeros(0, dtype=torch.long), config, 6)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                  tuned.state_dict().values(), strict=True))

@@ -89,6 +89,11 @@ def test_batch_encoding_equals_frame_by_frame_encoding() -> None:
     n0 = int((x[0] > 0.2).sum())
     assert ptr.tolist()[:4] == [0, n0, n0, n0 + 4]
     assert index[ptr[2]:ptr[3]].tolist() == [0, 1, 2, 3]
+    # pixel order and time order differ: the brighter pixel 1 fires first
+    index, ptr, time = encode_frames(torch.tensor([[0.3, 0.9], [0.9, 0.3], [0.5, 0.5]]))
+    assert index.tolist() == [1, 0, 0, 1, 0, 1] and ptr.tolist() == [0, 2, 4, 6]
+    assert time.tolist() == pytest.approx([0.1, 0.7, 0.1, 0.7, 0.5, 0.5])
+    index, ptr, time = encode_frames(x)
     for f in range(5):
         ev = encode_frame(x[f])
         assert index[ptr[f]:ptr[f + 1]].tolist() == ev.index.tolist()

@@ -110,7 +110,7 @@ def reproduce_sigma_delta_mnist(
     config = ReproduceConfig(
         thetas=tuple(theta or (1.0, 2.0)), calibrated=tuple(calibrated or ()), limit=limit,
         data_dir=data_dir, seed=seed, rate_steps=(25, 15) if rate else (),
-        finetune=ft if finetune else None, model=_load(model),
+        finetune=ft if finetune else None, model=_load(model), model_name=model,
     )
     report = reproduce(config, log=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     console.print(table(report))

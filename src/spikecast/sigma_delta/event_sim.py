@@ -110,6 +110,7 @@ class EventSimulator(SimulatorSettings):
         progress: Callable[[int], None] | None = None,
     ) -> SimRecord:
         """Simulate every frame of ``x`` (batch, *input_shape); ``progress(n_done)``."""
+        self.program.check_frames(x)
         records = []
         for start in range(0, len(x), chunk):
             frames = x[start : start + chunk]
@@ -131,9 +132,10 @@ class EventSimulator(SimulatorSettings):
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """Simulate one frame and return the state of every node after all events."""
         p = self.program
+        p.check_frames(frame[None])
         events = encode_frame(frame, self.input_threshold)
-        v = p.bias.copy()
-        q = np.zeros(int(p.node_offset[-1]), np.int64)
+        v = np.empty(int(p.node_offset[-1]))
+        q = np.empty(int(p.node_offset[-1]), np.int64)
         n_nodes = p.n_nodes
         rows = [np.zeros(len(self.grid), np.int64) for _ in range(3)]
         per_node = [np.zeros(n_nodes, np.int64) for _ in range(5)]

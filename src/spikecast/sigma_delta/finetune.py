@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -72,7 +73,8 @@ class QuantReLU(nn.Module):
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Training hyperparameters. ``theta``: one level for every ReLU or one per ReLU (in
-    module order); ``up``: the hysteresis rates, likewise; ``epochs`` may be 0 (no step)."""
+    the order the forward calls them); ``up``: the hysteresis rates, likewise; ``epochs``
+    may be 0 (no step)."""
 
     theta: float | tuple[float, ...] = 1.0
     epochs: int = 2
@@ -109,19 +111,42 @@ def _per_layer(value: float | Sequence[float], n: int, what: str) -> list[float]
     return [float(v) for v in value]
 
 
-def quantized_copy(model: nn.Module, config: FinetuneConfig) -> tuple[nn.Module, list[QuantReLU]]:
-    """A deep copy of ``model`` with every nn.ReLU replaced by a :class:`QuantReLU`."""
-    qmodel = copy.deepcopy(model)
-    sites = [(parent, name) for parent in qmodel.modules()
-             for name, child in parent.named_children() if isinstance(child, nn.ReLU)]
-    if not sites:
+def relu_sites(model: nn.Module) -> list[str]:
+    """Names of the nn.ReLU modules of ``model`` in the order its forward calls them (the
+    order of the SNN's populations); shared or functional ReLUs are refused, since each
+    ReLU becomes one quantizer with its own theta."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception as exc:  # fx raises many types for untraceable code
+        raise ValueError(f"fine-tuning traces the model with torch.fx: {exc}") from exc
+    modules = dict(model.named_modules())
+    order: list[str] = []
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], nn.ReLU):
+            if node.target in order:
+                raise ValueError(f"ReLU module {node.target!r} is called more than once; give "
+                                 "each use its own nn.ReLU to fine-tune it")
+            order.append(node.target)
+        elif node.target in (F.relu, torch.relu, torch.relu_, "relu", "relu_"):
+            raise ValueError(f"functional ReLU at node {node.name!r} cannot be quantized; use "
+                             "nn.ReLU modules to fine-tune the model")
+    if not order:
         raise ValueError("fine-tuning needs nn.ReLU modules to quantize; none found")
+    return order
+
+
+def quantized_copy(model: nn.Module, config: FinetuneConfig) -> tuple[nn.Module, list[QuantReLU]]:
+    """A deep copy of ``model`` with every nn.ReLU replaced by a :class:`QuantReLU`, the
+    per-layer settings taken in call order (see :func:`relu_sites`)."""
+    qmodel = copy.deepcopy(model)
+    sites = relu_sites(qmodel)
     thetas = _per_layer(config.theta, len(sites), "theta")
     ups = _per_layer(config.up, len(sites), "hysteresis up rate")
     quantizers = []
-    for (parent, name), theta, up in zip(sites, thetas, ups, strict=True):
+    for site, theta, up in zip(sites, thetas, ups, strict=True):
+        parent, _, name = site.rpartition(".")
         q = QuantReLU(theta, config.quantizer, up)
-        setattr(parent, name, q)
+        setattr(qmodel.get_submodule(parent), name, q)
         quantizers.append(q)
     return qmodel, quantizers
 
@@ -136,7 +161,7 @@ def finetune(
     qmodel, quantizers = quantized_copy(model, config)
     qmodel.to(config.device).train()
     opt = torch.optim.Adam(qmodel.parameters(), lr=config.lr)
-    total = config.epochs * math.ceil(len(x_train) / config.batch_size)
+    total = max(1, config.epochs * math.ceil(len(x_train) / config.batch_size))
     cosine = config.schedule is LRSchedule.COSINE
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / total)) if cosine else 1.0

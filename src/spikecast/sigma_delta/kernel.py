@@ -187,9 +187,11 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_k
               edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap,
               pred_at, spikes_at, updates_at, pos, neg, updates, updates_in,
               pool_msgs):  # pragma: no cover - compiled
-    """Simulate one frame from v = bias, q = 0 (updated in place, all nodes concatenated);
-    ``t0_units`` is :func:`bias_firing` of the same arrays; fills the per-frame output rows
-    in place (see module docstring)."""
+    """Simulate one frame in the buffers ``v`` and ``q`` (all nodes concatenated), which
+    start at v = bias, q = 0 and hold the final state; ``t0_units`` is :func:`bias_firing`
+    of the same arrays; fills the per-frame output rows in place (see module docstring)."""
+    v[:] = bias
+    q[:] = 0
     n_nodes = node_kind.shape[0]
     fifo = np.empty(4096, np.int64)
     tail = 0
@@ -262,10 +264,10 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     out_q = np.zeros((n_frames, n_out), np.int64)
     lo = node_offset[n_nodes - 1]
     t0_units = bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu)
+    v = np.empty(node_offset[n_nodes])
+    q = np.empty(node_offset[n_nodes], np.int64)
     for f in range(n_frames):
         a, b = ev_ptr[f], ev_ptr[f + 1]
-        v = bias.copy()
-        q = np.zeros(node_offset[n_nodes], np.int64)
         run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, t0_units, node_offset, node_kind,
                   node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
                   edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,

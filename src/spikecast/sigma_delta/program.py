@@ -29,6 +29,7 @@ from enum import IntEnum
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from spikecast.graph import (
     INPUT,
@@ -105,9 +106,13 @@ class Program:
     def n_nodes(self) -> int:
         return len(self.node_kind)
 
-    @property
-    def n_outputs(self) -> int:
-        return int(self.node_offset[-1] - self.node_offset[-2])
+    def check_frames(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless every frame of ``x`` (batch, ...) has the input's size."""
+        shape = self.node_shape[0]
+        if x.dim() < 1 or x[0].numel() != self.node_offset[1]:
+            got = tuple(x.shape[1:]) if x.dim() else ()
+            raise ValueError(f"frames of shape {got}; this network takes {tuple(shape)} "
+                             f"({int(self.node_offset[1])} values)")
 
     def populations(self) -> list[int]:
         return [m for m in range(self.n_nodes) if self.node_kind[m] == NodeKind.POPULATION]
@@ -311,7 +316,7 @@ class _Compiler:
 def build_program(net: Network, thetas: tuple[float, ...]) -> Program:
     """Compile ``net`` with one theta per population (see :func:`population_stages`)."""
     stages = net.stages()
-    last = stages[-1]
+    last = next(s for s in reversed(stages) if s.population)  # before a trailing Flatten
     if not (last.synaptic or isinstance(last.layer, Add)):
         raise ValueError(
             "the sigma-delta readout needs a Linear/Conv2d/AvgPool2d/Add last layer, got "

@@ -12,8 +12,11 @@ How it differs from the event-driven simulator: there, the rule runs after every
 spike, so a neuron whose potential goes up and down within one slice may fire and unfire
 (and a max-pool unit may step up and down) where here it does not. Final membrane
 potentials still satisfy the same invariant, and both give identical results whenever no
-neuron's potential moves both ways within a slice, e.g. with non-negative weights and the
-EXACT rule, or a single synaptic layer with one input spike per timestamp.
+neuron's potential moves both ways within a slice, e.g. with non-negative weights, the EXACT
+rule and no bias that fires a neuron negatively on its own (every bias of a neuron without
+ReLU above -theta: the event simulator fires such a neuron at t = 0 before the bias-driven
+spikes of other neurons reach it, here they arrive in the same sweep), or a single synaptic
+layer with one input spike per timestamp.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ class TimeSliceSimulator(SimulatorSettings):
     def run(self, x: torch.Tensor, *, batch_size: int = 256) -> SimRecord:
         """Simulate every frame of ``x`` (batch, *input_shape)."""
         check_input(x, self.input_threshold)
+        self.program.check_frames(x)
         records = [self._run_batch(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return SimRecord.concat(records)
 
