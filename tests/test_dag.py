@@ -308,3 +308,16 @@ def test_negative_inputs_are_refused() -> None:
     recipe = RateRecipe(normalization="none", steps=2)
     with pytest.raises(ValueError, match="inputs reach -1"):
         recipe.replace(recipe.normalize(net, None), net).simulate(torch.tensor([[-1.0]]))
+
+
+@pytest.mark.parametrize("scheme", ["rate", "ssnn", "sigma-delta"])
+def test_nan_inputs_are_refused_by_every_scheme(scheme: str) -> None:
+    net = Network((Linear(torch.ones(2, 3) * 0.3), ReLU(), Linear(torch.ones(2, 2))),
+                  ("h", "h.relu", "out"), (3,))
+    x = torch.rand(4, 3)
+    snn = convert(net, get_recipe(scheme), calib_x=x)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(first at sample 2\)"):
+        snn.evaluate(x, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="calibration inputs contain NaN"):
+        convert(net, get_recipe(scheme), calib_x=x)

@@ -30,6 +30,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
+from spikecast.checks import require_finite
 from spikecast.choice import Choice
 from spikecast.graph import INPUT, MERGE, SYNAPTIC, Add, Concat, Flatten, MaxPool2d, Network, Stage
 from spikecast.neurons.integrate_fire import IFParams, IFState, if_step
@@ -189,6 +190,7 @@ def simulate(
             f"input samples have shape {tuple(x.shape[1:])}, the network expects "
             f"{tuple(net.input_shape)}"
         )
+    require_finite(x)
     if x.numel() and x.min() < 0:
         raise ValueError(
             f"inputs reach {float(x.min()):.4g}; spikecast assumes inputs in [0, 1] (the "

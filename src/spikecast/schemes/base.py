@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from spikecast.capture import capture
+from spikecast.checks import require_finite
 from spikecast.graph import Network
 from spikecast.metrics import SchemeResult
 from spikecast.normalize import Normalized
@@ -56,6 +57,8 @@ def convert(
     ``calib_x``'s samples) or an already captured :class:`Network`. The model is not mutated.
     Inputs must lie in [0, 1].
     """
+    if calib_x is not None:
+        require_finite(calib_x, "calibration inputs")
     if calib_x is not None and calib_x.numel() and float(calib_x.min()) < 0:
         raise ValueError(
             f"calibration inputs reach {float(calib_x.min()):.4g}; spikecast assumes inputs in "

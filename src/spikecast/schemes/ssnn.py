@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 from rich.progress import track
 
+from spikecast.checks import require_finite
 from spikecast.energy import CircuitEnergyModel, get_energy_model, network_counts
 from spikecast.graph import Network
 from spikecast.latency import PredictionTrace
@@ -212,6 +213,7 @@ class SSNNModel(SpikingModel):
 
     def simulate(self, x: torch.Tensor) -> EventResult:
         """Run the chosen simulator on inputs ``x`` in [0, 1]."""
+        require_finite(x)
         if math.prod(x.shape[1:]) != self.circuit.n_inputs:
             raise ValueError(
                 f"inputs have {math.prod(x.shape[1:])} values per sample, the circuit "
