@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.data import DataError, load_dataset
-from spikecast.metrics import accuracy
-from spikecast.models import get_architecture
+from spikecast.datasets.loaders import DataError, load_dataset
+from spikecast.frontends.torch_fx import capture
+from spikecast.measure.result import accuracy
 from spikecast.schemes.base import convert
-from spikecast.schemes.rate import RateRecipe
+from spikecast.schemes.rate.recipe import RateRecipe
+from spikecast.zoo.models import get_architecture
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -46,7 +46,7 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def digits_model(epochs: int) -> tuple[nn.Module, str, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from spikecast.train import train_model
+    from spikecast.zoo.train import train_model
 
     data = load_dataset("digits")
     trained = train_model("digits-mlp", data, epochs=epochs, seed=0, progress=False, threads=1)
@@ -55,7 +55,7 @@ def digits_model(epochs: int) -> tuple[nn.Module, str, torch.Tensor, torch.Tenso
 
 
 def mnist_cnn_model() -> tuple[nn.Module, str, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from spikecast.pretrained import load_pretrained
+    from spikecast.zoo.pretrained import load_pretrained
 
     try:
         model, meta = load_pretrained("mnist-cnn")

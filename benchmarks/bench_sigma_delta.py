@@ -20,11 +20,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from spikecast.capture import capture
-from spikecast.data import load_dataset
-from spikecast.pretrained import load_pretrained
-from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
-from spikecast.sigma_delta.event_sim import EventSimulator
+from spikecast.datasets.loaders import load_dataset
+from spikecast.frontends.torch_fx import capture
+from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta.sim_event import EventSimulator
+from spikecast.zoo.pretrained import load_pretrained
 
 
 def _model(net, theta: float, mode: str):

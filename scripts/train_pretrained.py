@@ -18,9 +18,9 @@ from typing import Annotated
 
 import typer
 
-from spikecast.modelio import save_model
-from spikecast.models import get_architecture
-from spikecast.train import LRSchedule, train_model
+from spikecast.io.annfile import save_model
+from spikecast.zoo.models import get_architecture
+from spikecast.zoo.train import LRSchedule, train_model
 
 
 def main(

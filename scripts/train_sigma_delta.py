@@ -26,19 +26,19 @@ import torch
 import typer
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.data import load_dataset
-from spikecast.metrics import neuron_count
-from spikecast.modelio import load_model, save_model, sidecar_path
-from spikecast.models import get_architecture
-from spikecast.pretrained import PRETRAINED, load_pretrained
-from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
-from spikecast.sigma_delta.encoding import binarize
-from spikecast.sigma_delta.finetune import FinetuneConfig, Quantizer, finetune, measure_up_rates
-from spikecast.sigma_delta.program import population_stages
-from spikecast.sigma_delta.reproduce import updates_to_reach
-from spikecast.sigma_delta.thresholds import Calibrated, resolve_thresholds
-from spikecast.train import LRSchedule, evaluate_ann
+from spikecast.datasets.loaders import load_dataset
+from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer, finetune, measure_up_rates
+from spikecast.frontends.torch_fx import capture
+from spikecast.io.annfile import load_model, save_model, sidecar_path
+from spikecast.measure.counts import neuron_count
+from spikecast.papers.sigma_delta_yousefzadeh.reproduce import updates_to_reach
+from spikecast.schemes.sigma_delta.encoding import binarize
+from spikecast.schemes.sigma_delta.program import population_stages
+from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta.thresholds import Calibrated, resolve_thresholds
+from spikecast.zoo.models import get_architecture
+from spikecast.zoo.pretrained import PRETRAINED, load_pretrained
+from spikecast.zoo.train import LRSchedule, evaluate_ann
 
 ARCH = "mnist-cnn"
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from dag_models import trained_like
 from torch import nn
 
-from spikecast.capture import capture, fold_batchnorm
-from spikecast.graph import (
+from spikecast.frontends.torch_fx import capture, fold_batchnorm
+from spikecast.ir.graph import (
     AvgPool2d,
     Conv2d,
     Flatten,
@@ -17,7 +17,7 @@ from spikecast.graph import (
     ReLU,
     canonicalize,
 )
-from spikecast.models import ARCHITECTURES
+from spikecast.zoo.models import ARCHITECTURES
 
 
 def _kinds(net: Network) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from spikecast.cli import app, parse_params
+from spikecast.cli.main import app, parse_params
 
 runner = CliRunner()
 
@@ -127,7 +127,7 @@ def test_parse_params() -> None:
 
 def test_convert_from_onnx_equals_the_safetensors_path(wine_model, tmp_path) -> None:
     pytest.importorskip("onnx")
-    from spikecast.modelio import load_model
+    from spikecast.io.annfile import load_model
 
     module, _ = load_model(wine_model)
     onnx_path = tmp_path / "wine.onnx"

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from dag_models import Inception, ResidualBlock, trained_like
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.graph import (
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import (
     INPUT,
     Add,
     AvgPool2d,
@@ -21,9 +21,9 @@ from spikecast.graph import (
     ReLU,
     canonicalize,
 )
-from spikecast.normalize import data_based, model_based
+from spikecast.ir.normalize import data_based, model_based
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.rate import RateRecipe
+from spikecast.schemes.rate.recipe import RateRecipe
 
 
 @pytest.mark.parametrize(("model", "shape"), [(ResidualBlock, (1, 6, 6)), (Inception, (1, 6, 6))])
@@ -207,8 +207,8 @@ def test_maxpool_after_concat_gates_spikes() -> None:
 
 
 def test_compare_reports_a_residual_network() -> None:
-    from spikecast.data import Dataset
-    from spikecast.opcounts import ann_workload, layer_ops
+    from spikecast.datasets.loaders import Dataset
+    from spikecast.measure.opcounts import ann_workload, layer_ops
     from spikecast.report.compare import CompareConfig, compare
 
     torch.manual_seed(5)

@@ -1,4 +1,4 @@
-"""Tests for spikecast.data and spikecast.idx (dataset loading, IDX parsing, MNIST download)."""
+"""Tests for dataset loading, IDX parsing and the MNIST download."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikecast.data import DATASET_NAMES, MNIST_MD5, DataError, Dataset, load_dataset
-from spikecast.idx import IDX_FILES, parse_idx_images, parse_idx_labels
+from spikecast.datasets.idx import IDX_FILES, parse_idx_images, parse_idx_labels
+from spikecast.datasets.loaders import DATASET_NAMES, MNIST_MD5, DataError, Dataset, load_dataset
 
 if not os.environ.get("SPIKECAST_DATA"):
     os.environ["SPIKECAST_DATA"] = str(

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from spikecast.cli import app
+from spikecast.cli.main import app
 from spikecast.schemes import RECIPES
 
 

@@ -2,15 +2,15 @@
 
 import pytest
 
-from spikecast.capture import capture
-from spikecast.energy import (
+from spikecast.energy.circuit import (
     ENERGY_PRESETS,
     SSNN_180NM,
     CircuitEnergyModel,
     get_energy_model,
     network_counts,
 )
-from spikecast.models import get_architecture
+from spikecast.frontends.torch_fx import capture
+from spikecast.zoo.models import get_architecture
 
 
 def counts_of(arch_name: str):

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spikecast.capture import capture
-from spikecast.energy import NetworkCounts, network_counts
-from spikecast.energy_presets import (
+from spikecast.energy.circuit import NetworkCounts, network_counts
+from spikecast.energy.presets import (
     CMOS_45NM_FP32,
     CMOS_45NM_INT8,
     LOIHI,
@@ -16,8 +15,9 @@ from spikecast.energy_presets import (
     estimate_energy,
     load_presets,
 )
-from spikecast.models import ARCHITECTURES
-from spikecast.opcounts import Workload
+from spikecast.frontends.torch_fx import capture
+from spikecast.measure.opcounts import Workload
+from spikecast.zoo.models import ARCHITECTURES
 
 ANN = Workload(1000.0, 0.0, 1200.0, 40.0, 0.0, 0.5, ())
 SNN = Workload(100.0, 2000.0, 4800.0, 300.0, 150.0, 0.9, ())

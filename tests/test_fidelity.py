@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from spikecast.fidelity import (
+from spikecast.ir.graph import Linear, Network, ReLU
+from spikecast.measure.fidelity import (
     ExposesLayerOutputs,
     ann_stage_activations,
     layer_fidelity,
     pearson,
 )
-from spikecast.graph import Linear, Network, ReLU
 
 
 def _net() -> Network:

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikecast.neurons import IFParams, IFState, Reset, if_step
+from spikecast.schemes.rate.neuron import IFParams, IFState, Reset, if_step
 
 
 def run(currents: list[float], p: IFParams) -> tuple[list[int], float]:

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from spikecast.latency import (
+from spikecast.measure.latency import (
     ExposesPredictionTrace,
     PredictionTrace,
     accuracy_at_fractions,
     latency,
     settling_index,
 )
-from spikecast.metrics import Curve
+from spikecast.measure.result import Curve
 
 
 def test_settling_index_golden() -> None:

@@ -4,20 +4,11 @@ import json
 
 import torch
 
-from spikecast.capture import capture
-from spikecast.graph import Conv2d, Linear, Network, ReLU
-from spikecast.metrics import (
-    LayerStats,
-    RunResults,
-    SchemeResult,
-    SpikeCounter,
-    accuracy,
-    ann_macs,
-    fan_out,
-    neuron_count,
-    synapse_count,
-)
-from spikecast.models import ARCHITECTURES
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import Conv2d, Linear, Network, ReLU
+from spikecast.measure.counts import SpikeCounter, ann_macs, fan_out, neuron_count, synapse_count
+from spikecast.measure.result import LayerStats, RunResults, SchemeResult, accuracy
+from spikecast.zoo.models import ARCHITECTURES
 
 
 def test_mnist_cnn_counts() -> None:

@@ -12,12 +12,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import spikecast.pretrained
-from spikecast.data import Dataset, load_dataset
-from spikecast.modelio import FORMAT, VERSION, load_model, save_model, sidecar_path
-from spikecast.models import get_architecture
-from spikecast.pretrained import PRETRAINED, load_pretrained
-from spikecast.train import TrainedModel, evaluate_ann, train_model
+import spikecast.zoo.pretrained
+from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.io.annfile import FORMAT, VERSION, load_model, save_model, sidecar_path
+from spikecast.zoo.models import get_architecture
+from spikecast.zoo.pretrained import PRETRAINED, load_pretrained
+from spikecast.zoo.train import TrainedModel, evaluate_ann, train_model
 
 MNIST_DIR = Path(
     os.environ.get("SPIKECAST_DATA") or Path(__file__).resolve().parents[2] / "shared/data/mnist"
@@ -183,13 +183,13 @@ def test_shipped_model_accuracy_is_recomputed(
 def test_pretrained_loads_from_a_zipped_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = Path(spikecast.pretrained.__file__).parent / "pretrained"
+    source = Path(spikecast.zoo.pretrained.__file__).parent / "weights"
     archive = tmp_path / "spikecast.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for suffix in (".safetensors", ".json"):
-            zf.write(source / f"mnist-fc{suffix}", f"spikecast/pretrained/mnist-fc{suffix}")
-    zipped = zipfile.Path(archive, "spikecast/")
-    monkeypatch.setattr(spikecast.pretrained.resources, "files", lambda package: zipped)
+            zf.write(source / f"mnist-fc{suffix}", f"spikecast/zoo/weights/mnist-fc{suffix}")
+    zipped = zipfile.Path(archive, "spikecast/zoo/")
+    monkeypatch.setattr(spikecast.zoo.pretrained.resources, "files", lambda package: zipped)
     model, info = load_pretrained("mnist-fc")
     reference, _ = load_model(source / "mnist-fc.safetensors")
     x = torch.rand(3, 1, 28, 28)

@@ -7,10 +7,10 @@ import torch
 from dag_models import ResidualBlock, trained_like
 from safetensors.torch import save_file
 
-from spikecast.capture import capture
-from spikecast.models import ARCHITECTURES
-from spikecast.netio import ConvertedFile, load_converted, save_converted
-from spikecast.normalize import data_based
+from spikecast.frontends.torch_fx import capture
+from spikecast.io.snnfile import ConvertedFile, load_converted, save_converted
+from spikecast.ir.normalize import data_based
+from spikecast.zoo.models import ARCHITECTURES
 
 
 @pytest.fixture

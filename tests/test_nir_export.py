@@ -13,7 +13,11 @@ from typer.testing import CliRunner
 
 nir = pytest.importorskip("nir")
 
-from spikecast.graph import (  # noqa: E402
+from spikecast.cli.nir import register  # noqa: E402
+from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
+from spikecast.io.nir.export import nir_threshold  # noqa: E402
+from spikecast.io.snnfile import ConvertedFile, save_converted  # noqa: E402
+from spikecast.ir.graph import (  # noqa: E402
     Add,
     AvgPool2d,
     Concat,
@@ -25,13 +29,9 @@ from spikecast.graph import (  # noqa: E402
     ReLU,
     canonicalize,
 )
-from spikecast.netio import ConvertedFile, save_converted  # noqa: E402
-from spikecast.nirio import export_nir, read_nir, write_nir  # noqa: E402
-from spikecast.nirio.cli import register  # noqa: E402
-from spikecast.nirio.export import nir_threshold  # noqa: E402
-from spikecast.normalize import Normalized  # noqa: E402
+from spikecast.ir.normalize import Normalized  # noqa: E402
 from spikecast.schemes import convert, get_recipe  # noqa: E402
-from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
+from spikecast.schemes.rate.recipe import RateModel, RateRecipe  # noqa: E402
 
 
 def _fc(gen_seed: int = 0) -> Network:
@@ -226,10 +226,10 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     import importlib
     import sys
 
-    for mod in [m for m in sys.modules if m == "nir" or m.startswith("spikecast.nirio")]:
+    for mod in [m for m in sys.modules if m == "nir" or m.startswith("spikecast.io.nir")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "nir", None)  # import nir -> ImportError
-    cli = importlib.import_module("spikecast.nirio.cli")
+    cli = importlib.import_module("spikecast.cli.nir")
     app = typer.Typer()
     cli.register(app)
     app.command("noop")(lambda: None)

@@ -12,8 +12,9 @@ import torch
 
 nir = pytest.importorskip("nir")
 
-from spikecast.data import load_dataset  # noqa: E402
-from spikecast.graph import (  # noqa: E402
+from spikecast.datasets.loaders import load_dataset  # noqa: E402
+from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
+from spikecast.ir.graph import (  # noqa: E402
     AvgPool2d,
     Conv2d,
     Flatten,
@@ -23,10 +24,9 @@ from spikecast.graph import (  # noqa: E402
     ReLU,
     canonicalize,
 )
-from spikecast.nirio import export_nir, read_nir, write_nir  # noqa: E402
-from spikecast.pretrained import load_pretrained  # noqa: E402
 from spikecast.schemes import convert, get_recipe  # noqa: E402
-from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
+from spikecast.schemes.rate.recipe import RateModel, RateRecipe  # noqa: E402
+from spikecast.zoo.pretrained import load_pretrained  # noqa: E402
 
 MNIST_DIR = Path(
     os.environ.get("SPIKECAST_DATA") or Path(__file__).resolve().parents[2] / "shared/data/mnist"

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from spikecast.capture import capture
-from spikecast.graph import Linear, Network, ReLU
-from spikecast.models import ARCHITECTURES
-from spikecast.normalize import data_based, model_based
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import Linear, Network, ReLU
+from spikecast.ir.normalize import data_based, model_based
+from spikecast.zoo.models import ARCHITECTURES
 
 
 def _two_layer() -> Network:

@@ -11,12 +11,12 @@ from torch import nn
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from spikecast.capture import capture  # noqa: E402
-from spikecast.graph import AvgPool2d, Conv2d, Linear, Network  # noqa: E402
-from spikecast.models import get_architecture  # noqa: E402
-from spikecast.onnx_import import load_onnx, onnx_to_fx, read_model  # noqa: E402
+from spikecast.frontends.onnx.reader import load_onnx, onnx_to_fx, read_model  # noqa: E402
+from spikecast.frontends.torch_fx import capture  # noqa: E402
+from spikecast.ir.graph import AvgPool2d, Conv2d, Linear, Network  # noqa: E402
 from spikecast.schemes import get_recipe  # noqa: E402
 from spikecast.schemes.base import convert  # noqa: E402
+from spikecast.zoo.models import get_architecture  # noqa: E402
 
 
 def _export(model: nn.Module, shape: tuple[int, ...], opset: int, **kwargs) -> bytes:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
-from spikecast.metrics import LayerStats, SchemeResult, fan_out, synapse_count
-from spikecast.opcounts import (
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
+from spikecast.measure.counts import fan_out, synapse_count
+from spikecast.measure.opcounts import (
     ann_workload,
     connection_sparsity,
     footprint_bytes,
@@ -18,6 +18,7 @@ from spikecast.opcounts import (
     layer_ops,
     snn_workload,
 )
+from spikecast.measure.result import LayerStats, SchemeResult
 
 
 def _small_cnn() -> Network:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from spikecast.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
-from spikecast.metrics import fan_out
-from spikecast.rate_sim import InputCoding, lex_argmax, maxpool_gate, ordered_rank
+from spikecast.ir.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
+from spikecast.measure.counts import fan_out
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.rate import RateModel, RateRecipe, accuracy_at
+from spikecast.schemes.rate.recipe import RateModel, RateRecipe, accuracy_at
+from spikecast.schemes.rate.sim import InputCoding, lex_argmax, maxpool_gate, ordered_rank
 
 
 def unnormalized(net: Network, **params: object) -> RateModel:

@@ -14,14 +14,15 @@ import typer
 from typer.testing import CliRunner
 
 import spikecast.report.compare as compare_module
-from spikecast.data import Dataset
-from spikecast.fidelity import ann_stage_activations
-from spikecast.graph import Linear, Network, ReLU
-from spikecast.latency import PredictionTrace
-from spikecast.metrics import Curve, LayerStats, SchemeResult, ann_macs, layer_macs
-from spikecast.normalize import Normalized
-from spikecast.opcounts import ann_workload
-from spikecast.report.cli import parse_scheme_params, register
+from spikecast.cli.report import parse_scheme_params, register
+from spikecast.datasets.loaders import Dataset
+from spikecast.ir.graph import Linear, Network, ReLU
+from spikecast.ir.normalize import Normalized
+from spikecast.measure.counts import ann_macs, layer_macs
+from spikecast.measure.fidelity import ann_stage_activations
+from spikecast.measure.latency import PredictionTrace
+from spikecast.measure.opcounts import ann_workload
+from spikecast.measure.result import Curve, LayerStats, SchemeResult
 from spikecast.report.compare import CompareConfig, compare, confusion_matrix
 from spikecast.report.html import FIGURES, load_results, render
 from spikecast.schemes import RECIPES
@@ -257,7 +258,7 @@ def test_every_real_scheme_end_to_end() -> None:
 
 @pytest.mark.parametrize("scheme", ["rate", "ssnn", "sigma-delta"])
 def test_every_scheme_returns_its_prediction_trace(scheme: str) -> None:
-    from spikecast.graph import Linear, Network, ReLU
+    from spikecast.ir.graph import Linear, Network, ReLU
     from spikecast.report.adapters import probe_layers, scheme_readouts
     from spikecast.schemes import convert, get_recipe
 

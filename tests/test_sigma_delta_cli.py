@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from spikecast.sigma_delta.cli import register, table
-from spikecast.sigma_delta.reproduce import PAPER
+from spikecast.cli.sigma_delta import register, table
+from spikecast.papers.sigma_delta_yousefzadeh.reproduce import PAPER
 
 
 def make_app():

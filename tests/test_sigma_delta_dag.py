@@ -9,7 +9,7 @@ from dag_models import Inception, ResidualBlock, trained_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikecast.graph import (
+from spikecast.ir.graph import (
     INPUT,
     Add,
     AvgPool2d,
@@ -23,13 +23,13 @@ from spikecast.graph import (
 )
 from spikecast.schemes import get_recipe
 from spikecast.schemes.base import convert
-from spikecast.sigma_delta import tables as tables_module
-from spikecast.sigma_delta.encoding import binarize
-from spikecast.sigma_delta.event_sim import EventSimulator
-from spikecast.sigma_delta.neuron import activation
-from spikecast.sigma_delta.program import NodeKind, build_program, float64_layer
-from spikecast.sigma_delta.qann import qann_forward
-from spikecast.sigma_delta.timeslice import TimeSliceSimulator
+from spikecast.schemes.sigma_delta import tables as tables_module
+from spikecast.schemes.sigma_delta.encoding import binarize
+from spikecast.schemes.sigma_delta.neuron import activation
+from spikecast.schemes.sigma_delta.program import NodeKind, build_program, float64_layer
+from spikecast.schemes.sigma_delta.qann import qann_forward
+from spikecast.schemes.sigma_delta.sim_event import EventSimulator
+from spikecast.schemes.sigma_delta.sim_timeslice import TimeSliceSimulator
 
 
 def residual_scalar() -> Network:

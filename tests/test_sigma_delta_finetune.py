@@ -11,11 +11,9 @@ import typer
 from torch import nn
 from typer.testing import CliRunner
 
-from spikecast.data import load_dataset
-from spikecast.pretrained import load_pretrained
-from spikecast.schemes import convert, get_recipe
-from spikecast.sigma_delta.cli import register
-from spikecast.sigma_delta.finetune import (
+from spikecast.cli.sigma_delta import register
+from spikecast.datasets.loaders import load_dataset
+from spikecast.finetune.hysteresis import (
     FinetuneConfig,
     Quantizer,
     QuantReLU,
@@ -23,7 +21,9 @@ from spikecast.sigma_delta.finetune import (
     measure_up_rates,
     quantized_copy,
 )
-from spikecast.train import evaluate_ann
+from spikecast.schemes import convert, get_recipe
+from spikecast.zoo.pretrained import load_pretrained
+from spikecast.zoo.train import evaluate_ann
 
 MNIST_DIR = Path(
     os.environ.get("SPIKECAST_DATA") or Path(__file__).resolve().parents[2] / "shared/data/mnist"

@@ -3,8 +3,13 @@
 import pytest
 import torch
 
-from spikecast.sigma_delta.encoding import binarize, encode_frame, encode_frames, frame_duration
-from spikecast.sigma_delta.neuron import FiringRule, NeuronParams, NeuronState, step
+from spikecast.schemes.sigma_delta.encoding import (
+    binarize,
+    encode_frame,
+    encode_frames,
+    frame_duration,
+)
+from spikecast.schemes.sigma_delta.neuron import FiringRule, NeuronParams, NeuronState, step
 
 
 def run(inputs, bias, params):

@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.metrics import ann_macs, neuron_count
-from spikecast.models import get_architecture
+from spikecast.frontends.torch_fx import capture
+from spikecast.measure.counts import ann_macs, neuron_count
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.sigma_delta import SigmaDeltaRecipe, paper_formula_macs
-from spikecast.sigma_delta.qann import qann_predict
-from spikecast.sigma_delta.thresholds import Calibrated, resolve_thresholds
+from spikecast.schemes.sigma_delta.qann import qann_predict
+from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe, paper_formula_macs
+from spikecast.schemes.sigma_delta.thresholds import Calibrated, resolve_thresholds
+from spikecast.zoo.models import get_architecture
 
 
 def wine_like():

@@ -7,13 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spikecast.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
-from spikecast.sigma_delta.encoding import binarize
-from spikecast.sigma_delta.event_sim import EventSimulator
-from spikecast.sigma_delta.neuron import activation
-from spikecast.sigma_delta.program import build_program, float64_layer
-from spikecast.sigma_delta.qann import qann_forward
-from spikecast.sigma_delta.timeslice import TimeSliceSimulator
+from spikecast.ir.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
+from spikecast.schemes.sigma_delta.encoding import binarize
+from spikecast.schemes.sigma_delta.neuron import activation
+from spikecast.schemes.sigma_delta.program import build_program, float64_layer
+from spikecast.schemes.sigma_delta.qann import qann_forward
+from spikecast.schemes.sigma_delta.sim_event import EventSimulator
+from spikecast.schemes.sigma_delta.sim_timeslice import TimeSliceSimulator
 
 
 def t64(rows):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikecast.ssnn.circuit import (
+from spikecast.schemes.ssnn.circuit import (
     CircuitParams,
     NeuronParams,
     NeuronState,
@@ -15,9 +15,9 @@ from spikecast.ssnn.circuit import (
     pwm_on_time,
     step,
 )
-from spikecast.ssnn.clock_sim import simulate_clock
-from spikecast.ssnn.event_sim import record_sample, simulate_events
-from spikecast.ssnn.network import DenseLayer, build_circuit
+from spikecast.schemes.ssnn.network import DenseLayer, build_circuit
+from spikecast.schemes.ssnn.sim_clock import simulate_clock
+from spikecast.schemes.ssnn.sim_event import record_sample, simulate_events
 
 NS = 1e-9
 T_REFRACTORY = 1 / 5.3e6  # spike_width + t_ref by default

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from spikecast.ssnn.cli import parse_settings, register
+from spikecast.cli.ssnn import parse_settings, register
 
 
 @pytest.fixture(scope="module")

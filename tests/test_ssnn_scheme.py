@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from spikecast.capture import capture
-from spikecast.data import load_dataset
-from spikecast.energy import SSNN_180NM
-from spikecast.metrics import accuracy
-from spikecast.models import get_architecture
+from spikecast.datasets.loaders import load_dataset
+from spikecast.energy.circuit import SSNN_180NM
+from spikecast.frontends.torch_fx import capture
+from spikecast.measure.result import accuracy
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.ssnn import SSNNModel, SSNNRecipe, pwm_pulse_count
+from spikecast.schemes.ssnn.recipe import SSNNModel, SSNNRecipe, pwm_pulse_count
+from spikecast.zoo.models import get_architecture
 
 
 @pytest.fixture(scope="module")

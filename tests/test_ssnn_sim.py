@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikecast.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
-from spikecast.ssnn.circuit import CircuitParams, PWMEncoder
-from spikecast.ssnn.clock_sim import simulate_clock
-from spikecast.ssnn.event_sim import simulate_events
-from spikecast.ssnn.network import (
+from spikecast.ir.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
+from spikecast.schemes.ssnn.circuit import CircuitParams, PWMEncoder
+from spikecast.schemes.ssnn.network import (
     DenseLayer,
     InputMapping,
     apply_input_mapping,
@@ -19,7 +17,9 @@ from spikecast.ssnn.network import (
     dense_layers,
     forward_dense,
 )
-from spikecast.ssnn.readout import silent_samples, winner_take_all
+from spikecast.schemes.ssnn.readout import silent_samples, winner_take_all
+from spikecast.schemes.ssnn.sim_clock import simulate_clock
+from spikecast.schemes.ssnn.sim_event import simulate_events
 
 
 def random_circuit(seed: int, sizes=(4, 6, 3), window=2e-6, phase="aligned"):

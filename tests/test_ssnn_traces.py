@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from spikecast.graph import Linear, Network, ReLU
-from spikecast.schemes.ssnn import SSNNRecipe
-from spikecast.ssnn.sweeps import SweepParam, run_sweep
-from spikecast.ssnn.traces import plot_trace, trace_sample
+from spikecast.ir.graph import Linear, Network, ReLU
+from spikecast.papers.ssnn_nomura.sweeps import SweepParam, run_sweep
+from spikecast.papers.ssnn_nomura.traces import plot_trace, trace_sample
+from spikecast.schemes.ssnn.recipe import SSNNRecipe
 
 
 @pytest.fixture(scope="module")

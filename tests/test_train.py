@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from spikecast.data import Dataset, load_dataset
-from spikecast.train import LRSchedule, TrainedModel, evaluate_ann, random_shift, train_model
+from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.zoo.train import LRSchedule, TrainedModel, evaluate_ann, random_shift, train_model
 
 
 @pytest.fixture(scope="module")

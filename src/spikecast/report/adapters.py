@@ -3,9 +3,9 @@ asked through a protocol:
 
 * the prediction trace (readout of every evaluated sample at every point of the accuracy
   curve): ``SchemeResult.trace``, which every built-in scheme fills while it evaluates, else
-  :class:`~spikecast.latency.ExposesPredictionTrace` (simulates again);
-* per-neuron outputs in ANN units (for :mod:`spikecast.fidelity`) through
-  :class:`~spikecast.fidelity.ExposesLayerOutputs`, and per-neuron spike counts (for the
+  :class:`~spikecast.measure.latency.ExposesPredictionTrace` (simulates again);
+* per-neuron outputs in ANN units (for :mod:`spikecast.measure.fidelity`) through
+  :class:`~spikecast.measure.fidelity.ExposesLayerOutputs`, and per-neuron spike counts (for the
   firing histograms) through :class:`ExposesNeuronCounts`, on a subset of samples.
 """
 
@@ -16,9 +16,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from spikecast.fidelity import ExposesLayerOutputs
-from spikecast.latency import ExposesPredictionTrace, PredictionTrace
-from spikecast.metrics import SchemeResult
+from spikecast.measure.fidelity import ExposesLayerOutputs
+from spikecast.measure.latency import ExposesPredictionTrace, PredictionTrace
+from spikecast.measure.result import SchemeResult
 from spikecast.schemes.base import SpikingModel
 
 DEFAULT_COUNT_LABEL = "spikes per neuron"

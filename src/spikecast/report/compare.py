@@ -1,6 +1,6 @@
 """Run the ANN and every scheme on the same samples and build the extended results.
 
-The results dict extends the :class:`~spikecast.metrics.RunResults` contract: every scheme
+The results dict extends the :class:`~spikecast.measure.counts.RunResults` contract: every scheme
 entry gains ``effective_acs``, ``effective_macs``, ``dense_ops``, ``neuron_updates``,
 ``activation_sparsity``, ``latency``, ``energy_J`` ({preset: {"ann": J, "snn": J}}),
 ``fidelity``, ``firing``, ``confusion``, ``curves`` (accuracy vs time fraction, spikes per
@@ -18,16 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikecast.capture import capture
-from spikecast.data import Dataset
-from spikecast.energy import network_counts
-from spikecast.energy_presets import InferenceEnergy, all_presets, estimate_energy
-from spikecast.fidelity import layer_fidelity
-from spikecast.graph import Network
-from spikecast.latency import accuracy_at_fractions, latency
-from spikecast.metrics import RunResults, SchemeResult, accuracy, ann_macs
-from spikecast.opcounts import Workload, ann_workload, connection_sparsity, footprint_bytes
-from spikecast.opcounts import snn_workload as count_snn
+from spikecast.datasets.loaders import Dataset
+from spikecast.energy.circuit import network_counts
+from spikecast.energy.presets import InferenceEnergy, all_presets, estimate_energy
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import Network
+from spikecast.measure.counts import ann_macs
+from spikecast.measure.fidelity import layer_fidelity
+from spikecast.measure.latency import accuracy_at_fractions, latency
+from spikecast.measure.opcounts import Workload, ann_workload, connection_sparsity, footprint_bytes
+from spikecast.measure.opcounts import snn_workload as count_snn
+from spikecast.measure.result import RunResults, SchemeResult, accuracy
 from spikecast.report.adapters import LayerProbe, probe_layers, scheme_readouts
 from spikecast.schemes import RECIPES, convert, get_recipe
 from spikecast.schemes.base import SpikingModel

@@ -9,9 +9,9 @@ from typing import Any
 from spikecast.schemes.base import Recipe, SpikingModel, convert
 
 RECIPES: dict[str, str] = {
-    "rate": "spikecast.schemes.rate:RateRecipe",
-    "ssnn": "spikecast.schemes.ssnn:SSNNRecipe",
-    "sigma-delta": "spikecast.schemes.sigma_delta:SigmaDeltaRecipe",
+    "rate": "spikecast.schemes.rate.recipe:RateRecipe",
+    "ssnn": "spikecast.schemes.ssnn.recipe:SSNNRecipe",
+    "sigma-delta": "spikecast.schemes.sigma_delta.recipe:SigmaDeltaRecipe",
 }
 
 

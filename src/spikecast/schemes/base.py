@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from spikecast.capture import capture
 from spikecast.checks import require_finite
-from spikecast.graph import Network
-from spikecast.metrics import SchemeResult
-from spikecast.normalize import Normalized
+from spikecast.frontends.torch_fx import capture
+from spikecast.ir.graph import Network
+from spikecast.ir.normalize import Normalized
+from spikecast.measure.result import SchemeResult
 
 
 class SpikingModel(ABC):

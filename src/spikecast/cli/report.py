@@ -1,0 +1,135 @@
+"""The ``compare`` and ``report`` commands; :func:`register` adds them to the main CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spikecast.datasets.loaders import load_dataset
+from spikecast.energy.presets import all_presets
+from spikecast.report.compare import CompareConfig, compare
+from spikecast.report.html import load_results, save_comparison, write_report
+from spikecast.schemes import RECIPES
+
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def parse_scheme_params(items: list[str] | None, schemes: tuple[str, ...]
+                        ) -> dict[str, dict[str, Any]]:
+    """``["rate.steps=25"]`` -> ``{"rate": {"steps": 25}}``; values parsed as JSON when
+    they parse, else kept as text."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        scheme, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--param expects SCHEME.KEY=VALUE, got {item!r}")
+        if scheme not in schemes:
+            raise ValueError(f"--param {item!r}: scheme {scheme!r} is not among {schemes}")
+        try:
+            params.setdefault(scheme, {})[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params.setdefault(scheme, {})[name] = value
+    return params
+
+
+def load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A ``.safetensors`` file with its JSON sidecar, or a shipped pretrained name."""
+    if spec.endswith(".safetensors"):
+        from spikecast.io.annfile import load_model
+
+        return load_model(spec)
+    from spikecast.zoo.pretrained import load_pretrained
+
+    return load_pretrained(spec)
+
+
+def summary_table(results: dict[str, Any]) -> Table:
+    """Terminal summary: accuracy, latency, spikes, operations per scheme."""
+    table = Table(title=f"{results['dataset']}: ANN vs SNN ({results['n_samples']} samples)")
+    for col in ("model", "accuracy %", "latency", "spikes/neuron", "eff. ACs", "eff. MACs",
+                "wall s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    ann = results["ann"]
+    table.add_row("ANN", f"{100 * ann['accuracy']:.2f}", "", "", f"{ann['effective_acs']:,.0f}",
+                  f"{ann['effective_macs']:,.0f}", "")
+    for name, e in results["schemes"].items():
+        lat = e["latency"]
+        mean = "n/a" if lat["mean"] is None else f"{lat['mean']:.3g} {lat['unit']}"
+        table.add_row(name, f"{100 * e['accuracy']:.2f}", mean, f"{e['spikes_per_neuron']:.3f}",
+                      f"{e['effective_acs']:,.0f}", f"{e['effective_macs']:,.0f}",
+                      f"{e['wall_s']:.1f}")
+    for name, message in results.get("failed", {}).items():
+        table.add_row(name, "failed", message[:60], "", "", "", "")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``compare`` and ``report`` to ``app``."""
+
+    @app.command("compare")
+    def compare_command(
+        model: Annotated[str, typer.Argument(
+            help="ANN weights (.safetensors with JSON sidecar) or a pretrained name.")],
+        dataset: Annotated[str | None, typer.Option(
+            help="wine, digits, mnist, idx:FOLDER or .npz (default: the model's).")] = None,
+        schemes: Annotated[str, typer.Option(
+            help=f"Comma-separated schemes among {', '.join(RECIPES)}.")] = ",".join(RECIPES),
+        out: Annotated[Path, typer.Option(help="Folder for results.json and report.html.")
+                       ] = Path("spikecast-compare"),
+        param: Annotated[list[str] | None, typer.Option(
+            "--param", "-p", help="SCHEME.KEY=VALUE (repeatable), e.g. rate.steps=25.")] = None,
+        limit: Annotated[int | None, typer.Option(help="First N test samples only.")] = None,
+        energy_presets: Annotated[Path | None, typer.Option(
+            help="Extra energy presets (.toml or .json).")] = None,
+        calib_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 2000,
+        fidelity_samples: Annotated[int, typer.Option(
+            help="Samples probed for fidelity and firing histograms.")] = 64,
+        batch_size: Annotated[int, typer.Option(help="Samples simulated together.")] = 256,
+        data_dir: Annotated[Path | None, typer.Option(help="MNIST IDX folder.")] = None,
+        seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+        quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    ) -> None:
+        """Run the ANN and each scheme on the same samples; write results.json and
+        report.html into OUT."""
+        try:
+            names = tuple(s.strip() for s in schemes.split(",") if s.strip())
+            module, meta = load_any_model(model)
+            data = load_dataset(dataset or meta["dataset"], data_dir, seed=seed)
+            cfg = CompareConfig(
+                schemes=names, params=parse_scheme_params(param, names), limit=limit,
+                calib_samples=calib_samples, fidelity_samples=fidelity_samples,
+                batch_size=batch_size, seed=seed, presets=all_presets(energy_presets),
+                progress=not quiet,
+            )
+            results = compare(module, data, cfg, model_name=Path(model).stem)
+        except ValueError as exc:
+            _fail(str(exc))
+        json_path, html_path = save_comparison(results, out)
+        console.print(summary_table(results))
+        console.print(f"wrote {json_path} and {html_path}")
+
+    @app.command("report")
+    def report_command(
+        results_json: Annotated[Path, typer.Argument(help="results.json from `compare`.")],
+        out: Annotated[Path | None, typer.Option(
+            help="HTML file to write (default: report.html next to the JSON).")] = None,
+    ) -> None:
+        """Re-render report.html from a results.json written by `compare`."""
+        try:
+            results = load_results(results_json)
+        except ValueError as exc:
+            _fail(str(exc))
+        path = write_report(results, out or results_json.with_name("report.html"))
+        console.print(f"wrote {path}")

@@ -1,0 +1,201 @@
+"""Typer commands of the SSNN scheme: ``reproduce ssnn-wine``, ``reproduce ssnn-mnist`` and
+``ssnn-sweep``. The main CLI calls :func:`register`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spikecast.papers.ssnn_nomura.reproduce import Reproduction
+from spikecast.papers.ssnn_nomura.sweeps import SweepParam
+
+console = Console()
+
+SeedOpt = Annotated[int, typer.Option(help="Seed for training / calibration sampling.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N test samples.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder with the MNIST IDX files (else $SPIKECAST_DATA, then the cache)."),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Recipe parameter KEY=VALUE (repeatable), e.g. "
+                 "phase=random, window=1e-5, mismatch_pct=5."),
+]
+
+
+def parse_settings(items: list[str] | None) -> dict[str, Any]:
+    """``["window=1e-5", "phase=random"]`` -> ``{"window": 1e-05, "phase": "random"}``
+    (values read as JSON where they parse, else as text)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def print_reproduction(rep: Reproduction) -> None:
+    """Our figure beside the paper's, one row per metric."""
+    table = Table(title=f"{rep.name}: ours vs paper")
+    table.add_column("metric")
+    table.add_column("ours", justify="right")
+    table.add_column("paper", justify="right")
+    ours = rep.to_dict()
+    keys = ["ann_accuracy", "snn_accuracy", "power_W", "energy_per_classification_J",
+            "activity_energy_J", "spikes_per_neuron", "output_spikes_per_sample",
+            "silent_samples", "n_samples"]
+    for key in keys:
+        if key in ours:
+            table.add_row(key, _fmt(ours[key]), _fmt(rep.paper.get(key)))
+    for key, value in rep.paper.items():
+        if key not in keys:
+            table.add_row(key, "-", _fmt(value))
+    console.print(table)
+
+
+def _finish(rep: Reproduction, json_path: Path | None) -> None:
+    print_reproduction(rep)
+    if json_path is not None:
+        console.print(f"wrote {rep.save(json_path)}")
+
+
+def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
+    """Add ``ssnn-wine`` and ``ssnn-mnist`` to ``reproduce_app`` and ``ssnn-sweep`` to ``app``."""
+
+    @reproduce_app.command("ssnn-wine")
+    def ssnn_wine(
+        seed: SeedOpt = 0,
+        limit: LimitOpt = None,
+        json_path: JsonOpt = None,
+        data_dir: DataDirOpt = None,
+        epochs: Annotated[int, typer.Option(help="ANN training epochs (full batch).")] = 500,
+        trace_png: Annotated[Path | None, typer.Option(
+            help="Also draw sample 0's PWM inputs, hidden membranes and output spikes "
+                 "(the paper's Fig. 8(b)) into this PNG.")] = None,
+        settings: ParamOpt = None,
+    ) -> None:
+        """SSNN paper, Table II: wine 13-30-3 on all 178 samples (ANN trained on 0.2-1 V
+        inputs), converted SNN accuracy, output spikes and circuit power (--data-dir is
+        unused: wine ships with scikit-learn)."""
+        from spikecast.papers.ssnn_nomura.reproduce import reproduce_wine
+
+        rep = reproduce_wine(seed=seed, limit=limit, epochs=epochs, **parse_settings(settings))
+        _finish(rep, json_path)
+        if trace_png is not None:
+            _wine_trace(seed, epochs, parse_settings(settings), trace_png)
+
+    @reproduce_app.command("ssnn-mnist")
+    def ssnn_mnist(
+        seed: SeedOpt = 0,
+        limit: LimitOpt = None,
+        json_path: JsonOpt = None,
+        data_dir: DataDirOpt = None,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        settings: ParamOpt = None,
+    ) -> None:
+        """SSNN paper, Table IV: MNIST 784-500-10 (shipped mnist-fc) on the 10k test set:
+        ANN and SNN accuracy, spikes per neuron, energy per classification."""
+        from spikecast.papers.ssnn_nomura.reproduce import reproduce_mnist
+
+        rep = reproduce_mnist(seed=seed, limit=limit, data_dir=data_dir, progress=progress,
+                              **parse_settings(settings))
+        _finish(rep, json_path)
+
+    @app.command("ssnn-sweep")
+    def ssnn_sweep(
+        param: Annotated[str, typer.Option(
+            help="window | spike_width | current_scale | mismatch_pct")] = "window",
+        values: Annotated[str, typer.Option(
+            help="Comma-separated values (s for window/spike_width, factor for "
+                 "current_scale, % for mismatch_pct).")] = "1e-6,2e-6,5e-6,1e-5",
+        dataset: Annotated[str, typer.Option(help="wine or mnist.")] = "wine",
+        out: Annotated[Path, typer.Option(help="Folder for the JSON and PNG.")] = Path("."),
+        mc_seeds: Annotated[int, typer.Option(help="Mismatch draws per value.")] = 5,
+        seed: SeedOpt = 0,
+        limit: LimitOpt = None,
+        json_path: JsonOpt = None,
+        data_dir: DataDirOpt = None,
+        settings: ParamOpt = None,
+    ) -> None:
+        """Accuracy of the SSNN vs observation window, spike width, current scale or
+        mismatch sigma (Monte Carlo), on the reproduction's wine or MNIST network."""
+        from spikecast.papers.ssnn_nomura.sweeps import run_sweep
+
+        try:
+            sweep_param = SweepParam(param)
+            grid = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            allowed = ", ".join(p.value for p in SweepParam)
+            raise typer.BadParameter(
+                f"--param must be one of {allowed} and --values numbers, got {param!r} / "
+                f"{values!r}") from None
+        ann, calib, x, y, base = _sweep_setup(dataset, seed, limit, data_dir)
+        result = run_sweep(ann, calib, x, y, sweep_param, grid,
+                           base_params=base | parse_settings(settings), mc_seeds=mc_seeds)
+        json_file, png_file = result.save(out)
+        table = Table(title=f"SSNN accuracy vs {result.param} ({dataset})")
+        for col in (result.param, "accuracy", "std", "spikes/neuron"):
+            table.add_column(col, justify="right")
+        for row in zip(result.values, result.accuracy, result.accuracy_std,
+                       result.spikes_per_neuron, strict=True):
+            table.add_row(*(_fmt(v) for v in row))
+        console.print(table)
+        console.print(f"wrote {json_file} and {png_file}")
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json_file.read_text())
+
+
+def _sweep_setup(
+    dataset: str, seed: int, limit: int | None, data_dir: Path | None
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """The reproduction's network, calibration inputs, test split and base parameters."""
+    from spikecast.datasets.loaders import load_dataset
+    from spikecast.papers.ssnn_nomura.reproduce import MNIST_RECIPE, WINE_RECIPE, train_wine_ann
+    from spikecast.schemes.ssnn.circuit import PWMEncoder
+
+    if dataset == "wine":
+        data = load_dataset("wine")
+        ann = train_wine_ann(data, PWMEncoder(), seed=seed)
+        return ann, data.x_train, data.x_test[:limit], data.y_test[:limit], dict(WINE_RECIPE)
+    if dataset == "mnist":
+        from spikecast.zoo.pretrained import load_pretrained
+
+        data = load_dataset("mnist", data_dir)
+        ann, _ = load_pretrained("mnist-fc")
+        return ann, data.x_train[:2000], data.x_test[:limit], data.y_test[:limit], dict(
+            MNIST_RECIPE)
+    raise typer.BadParameter(f"--dataset must be 'wine' or 'mnist', got {dataset!r}")
+
+
+def _wine_trace(seed: int, epochs: int, settings: dict[str, Any], path: Path) -> None:
+    """Fig. 8(b)/9 for wine sample 0: PWM inputs, the 3 busiest hidden neurons, outputs."""
+    from spikecast.datasets.loaders import load_dataset
+    from spikecast.papers.ssnn_nomura.reproduce import WINE_RECIPE, train_wine_ann
+    from spikecast.papers.ssnn_nomura.traces import plot_trace, trace_sample
+    from spikecast.schemes import convert
+    from spikecast.schemes.ssnn.recipe import SSNNRecipe
+
+    data = load_dataset("wine")
+    recipe = SSNNRecipe(**WINE_RECIPE | settings)
+    ann = train_wine_ann(data, recipe.circuit_params().encoder, seed=seed, epochs=epochs)
+    model = convert(ann, recipe, data.x_train)
+    trace = trace_sample(model, data.x_test[0])
+    console.print(f"wrote {plot_trace(trace, path)} (sample 0, label {int(data.y_test[0])})")

@@ -1,0 +1,1 @@
+"""Datasets: Wine, digits, MNIST (IDX), any IDX folder or .npz file."""

@@ -1,0 +1,1 @@
+"""Energy: one protocol, digital and analog presets in one registry."""

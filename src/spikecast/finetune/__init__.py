@@ -1,0 +1,1 @@
+"""Conversion-aware fine-tuning of an ANN for a scheme's neurons."""

@@ -1,0 +1,1 @@
+"""Files: converted networks (``.spikecast``), ANN weights + sidecar, NIR graphs."""

@@ -1,0 +1,198 @@
+"""Model files: weights as ``.safetensors`` plus a JSON sidecar naming the architecture.
+
+``model.safetensors`` holds the state_dict tensors; ``model.json`` holds
+``{"format": "spikecast-model", "version": 1, "architecture": ..., "dataset": ...,
+"input_shape": ..., "preprocessing": ..., "seed": ..., "test_accuracy": ...,
+"hyperparameters": ..., ...}``. Loading rebuilds the architecture from
+:mod:`spikecast.zoo.models` and loads the tensors strictly. Pickle-based files are never read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from spikecast.zoo.models import get_architecture
+from spikecast.zoo.train import TrainedModel
+
+__all__ = ["FORMAT", "PICKLE_SUFFIXES", "VERSION", "load_model", "save_model", "sidecar_path"]
+
+FORMAT = "spikecast-model"
+VERSION = 1
+WEIGHTS_SUFFIX = ".safetensors"
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt")
+_CONVERT_HINT = (
+    "convert it once in a trusted Python session: "
+    "`safetensors.torch.save_file({k: v.contiguous() for k, v in "
+    "torch.load(PATH, weights_only=True).items()}, 'model.safetensors')` and write a sidecar "
+    "with spikecast.io.annfile.save_model"
+)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of a weights file: ``model.safetensors`` -> ``model.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_model(
+    trained_or_module: TrainedModel | nn.Module,
+    path: str | os.PathLike,
+    *,
+    arch: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``path`` (must end in .safetensors) and its JSON sidecar; return ``path``.
+
+    A :class:`TrainedModel` contributes dataset, seed, epochs, accuracies, preprocessing and
+    hyperparameters; ``metadata`` entries (e.g. ``"command"``) are added on top, but may not
+    override the format fields. Both files are written atomically (temp file + rename).
+    """
+    path = Path(path)
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"{path}: model files must end in {WEIGHTS_SUFFIX}, got {path.suffix!r}")
+    architecture = get_architecture(arch)
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": architecture.name,
+        "input_shape": list(architecture.input_shape),
+        "dataset": architecture.dataset,
+        "torch_version": torch.__version__,
+    }
+    if isinstance(trained_or_module, TrainedModel):
+        trained = trained_or_module
+        if trained.arch != architecture.name:
+            raise ValueError(
+                f"arch={arch!r} but the TrainedModel is a {trained.arch!r}; "
+                f"pass arch={trained.arch!r}"
+            )
+        module = trained.model
+        info |= {
+            "dataset": trained.dataset,
+            "input_shape": list(trained.input_shape),
+            "preprocessing": trained.preprocessing,
+            "seed": trained.seed,
+            "epochs": trained.epochs,
+            "test_accuracy": trained.test_accuracy,
+            "train_accuracy": trained.train_accuracy,
+            "hyperparameters": dict(trained.hyperparameters),
+        }
+    elif isinstance(trained_or_module, nn.Module):
+        module = trained_or_module
+    else:
+        raise ValueError(
+            "save_model needs a TrainedModel or an nn.Module, got "
+            f"{type(trained_or_module).__name__}"
+        )
+    extra = dict(metadata or {})
+    clash = sorted({"format", "version", "architecture"} & extra.keys())
+    if clash:
+        raise ValueError(f"metadata may not set the reserved key(s) {clash}")
+    info |= extra
+    _check_tensors(architecture.build().state_dict(), module.state_dict(), str(path))
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+def _check_tensors(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], where: str
+) -> None:
+    """Raise ``ValueError`` naming missing, unexpected or mis-shaped tensors."""
+    missing = sorted(expected.keys() - found.keys())
+    extra = sorted(found.keys() - expected.keys())
+    problems = []
+    if missing:
+        problems.append(f"missing tensor(s) {missing}")
+    if extra:
+        problems.append(f"unexpected tensor(s) {extra}")
+    for name in sorted(expected.keys() & found.keys()):
+        want, got = tuple(expected[name].shape), tuple(found[name].shape)
+        if want != got:
+            problems.append(f"tensor {name!r} has shape {got}, the architecture expects {want}")
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise ValueError(
+            f"{path}: missing sidecar {side} (a JSON file naming the architecture; "
+            "write both with spikecast.io.annfile.save_model)"
+        )
+    try:
+        info = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{side}: unreadable sidecar: {exc}") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{side}: sidecar must hold a JSON object, got {type(info).__name__}")
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{side}: unknown format {info.get('format')!r}; expected {FORMAT!r}")
+    if info.get("version") != VERSION:
+        raise ValueError(
+            f"{side}: unsupported version {info.get('version')!r}; this spikecast reads {VERSION}"
+        )
+    return info
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the sidecar's architecture, load ``path``'s tensors strictly; return (model, info).
+
+    The model is returned in eval mode. Every problem raises ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ValueError(
+            f"{path}: {path.suffix} files are pickles and spikecast never unpickles user files; "
+            + _CONVERT_HINT
+        )
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"{path}: expected a {WEIGHTS_SUFFIX} file, got suffix {path.suffix!r}")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file")
+    info = _read_sidecar(path)
+    try:
+        architecture = get_architecture(str(info.get("architecture")))
+    except ValueError as exc:
+        raise ValueError(f"{sidecar_path(path)}: {exc}") from None
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt or truncated safetensors file: {exc}") from exc
+    model = architecture.build()
+    _check_tensors(model.state_dict(), tensors, str(path))
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model, info

@@ -1,0 +1,1 @@
+"""Measurement: the typed result, exact counts, NeuroBench op counts, latency, fidelity."""

@@ -1,0 +1,116 @@
+"""Measurement core shared by every scheme: exact operation counts and the results record.
+
+Counts are per sample. A *synaptic event* is one spike delivered over one connection
+(an accumulate): events = sum over inputs of spikes_i x fan_out_i. ANN MACs are the
+multiply-accumulates of one dense forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from spikecast.ir.graph import AvgPool2d, Conv2d, Layer, Linear, Network, Stage
+from spikecast.measure.result import LayerStats
+
+if TYPE_CHECKING:
+    pass
+
+
+def layer_macs(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Dense MACs of one layer: Linear in x out; Conv2d out_numel x in_ch kh kw (products
+    with padded zeros included, the usual convention); AvgPool2d out_numel x kh kw;
+    routing and ReLU 0."""
+    out_numel = math.prod(out_shape)
+    if isinstance(layer, Linear):
+        return int(layer.weight.shape[0] * layer.weight.shape[1])
+    if isinstance(layer, Conv2d):
+        return out_numel * math.prod(layer.weight.shape[1:])
+    if isinstance(layer, AvgPool2d):
+        return out_numel * math.prod(layer.kernel_size)
+    return 0
+
+
+def ann_macs(net: Network) -> int:
+    """Exact MACs of one dense forward pass of ``net``."""
+    return sum(layer_macs(s.layer, s.in_shape, s.out_shape) for s in net.stages())
+
+
+def synapse_count(net: Network) -> int:
+    """Synaptic connections: every (input, output) pair a weight links, shared conv kernels
+    counted once per output position, connections to zero padding excluded (so a padded
+    convolution has fewer synapses than dense MACs)."""
+    return sum(int(fan_out(s.layer, s.in_shape).sum()) for s in net.stages() if s.synaptic)
+
+
+def neuron_count(net: Network) -> int:
+    """Neurons that can spike: every population (a layer followed by a ReLU, and the output)."""
+    return sum(s.neurons for s in net.stages() if s.population)
+
+
+def fan_out(layer: Layer, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Connections leaving each input position of a synaptic layer (shape ``in_shape``).
+
+    Computed exactly as d(sum of outputs)/d(input) with every weight set to 1, so
+    zero padding and borders are accounted for.
+    """
+    x = torch.ones(1, *in_shape, requires_grad=True)
+    if isinstance(layer, Linear):
+        y = F.linear(x, torch.ones_like(layer.weight))
+    elif isinstance(layer, Conv2d):
+        y = F.conv2d(x, torch.ones_like(layer.weight), None, layer.stride, layer.padding)
+    elif isinstance(layer, AvgPool2d):
+        k = math.prod(layer.kernel_size)
+        y = F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding) * k
+    else:
+        raise ValueError(f"fan_out is defined for synaptic layers, not {type(layer).__name__}")
+    y.sum().backward()
+    return x.grad[0].detach().round()
+
+
+class SpikeCounter:
+    """Accumulates spikes and synaptic events per stage while a simulator runs.
+
+    Simulators call :meth:`add_spikes` with per-sample spike counts of a population and
+    :meth:`add_inputs` with the counts arriving at each synaptic layer (or directly at an
+    Add/Concat population, one connection each); :meth:`stats` turns them into per-sample
+    means. Tracked stages: every synaptic layer and every population.
+    """
+
+    def __init__(self, net: Network) -> None:
+        self.stages = [s for s in net.stages() if s.synaptic or s.population]
+        self._fan = {
+            s.index: fan_out(s.layer, s.in_shape) if s.synaptic else torch.ones(s.out_shape)
+            for s in self.stages
+        }
+        self.spikes = {s.index: 0.0 for s in self.stages}
+        self.events = {s.index: 0.0 for s in self.stages}
+        self.samples = 0
+
+    def add_spikes(self, stage: Stage, counts: torch.Tensor) -> None:
+        """Spikes emitted by ``stage``'s neurons; ``counts`` is (batch, *out_shape) or a sum."""
+        self.spikes[stage.index] += float(counts.sum())
+
+    def add_inputs(self, stage: Stage, counts: torch.Tensor) -> None:
+        """Spikes arriving at ``stage`` ((batch, *in_shape), unsigned counts)."""
+        fan = self._fan[stage.index].to(counts.device, counts.dtype)
+        self.events[stage.index] += float((counts.abs() * fan).sum())
+
+    def add_samples(self, n: int) -> None:
+        self.samples += n
+
+    def stats(self) -> list[LayerStats]:
+        n = max(self.samples, 1)
+        return [
+            LayerStats(
+                s.name,
+                s.neurons if s.population else 0,
+                self.spikes[s.index] / n,
+                self.events[s.index] / n,
+                layer_macs(s.layer, s.in_shape, s.out_shape),
+            )
+            for s in self.stages
+        ]

@@ -1,0 +1,1 @@
+"""Yousefzadeh et al., sigma-delta conversion: Table I and Figs. 2-4."""

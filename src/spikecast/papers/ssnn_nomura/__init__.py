@@ -1,0 +1,2 @@
+"""Nomura et al., An Energy Efficient Stochastic+Spiking Neural Network: Tables I-IV,
+sweeps, membrane traces."""

@@ -1,2 +1,0 @@
-"""The stochastic+spiking neural network (SSNN) of Nomura et al.: PWM (TBSC) inputs,
-current-mode synapses, non-leaky IF neurons, exact and clock-driven simulators."""

@@ -1,0 +1,1 @@
+"""Reference architectures, their training loop and the shipped pretrained weights."""
