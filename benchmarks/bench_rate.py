@@ -30,7 +30,7 @@ from spikecast.datasets.loaders import DataError, load_dataset
 from spikecast.frontends.torch_fx import capture
 from spikecast.measure.result import accuracy
 from spikecast.schemes.base import convert
-from spikecast.schemes.rate.recipe import RateRecipe
+from spikecast.schemes.rate import RateRecipe
 from spikecast.zoo.models import get_architecture
 
 

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from spikecast.datasets.loaders import load_dataset
 from spikecast.frontends.torch_fx import capture
-from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.sim_event import EventSimulator
 from spikecast.zoo.pretrained import load_pretrained
 

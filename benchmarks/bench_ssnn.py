@@ -23,7 +23,7 @@ from rich.table import Table
 from spikecast.datasets.loaders import load_dataset
 from spikecast.papers.ssnn_nomura.reproduce import MNIST_RECIPE, WINE_RECIPE, train_wine_ann
 from spikecast.schemes import convert
-from spikecast.schemes.ssnn.recipe import SSNNRecipe
+from spikecast.schemes.ssnn import SSNNRecipe
 from spikecast.zoo.pretrained import load_pretrained
 
 TARGET_SAMPLES_PER_S = 10_000 / 600

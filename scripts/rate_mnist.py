@@ -26,7 +26,7 @@ from spikecast.datasets.loaders import load_dataset
 from spikecast.frontends.torch_fx import capture
 from spikecast.measure.result import SchemeResult, accuracy
 from spikecast.schemes.base import convert
-from spikecast.schemes.rate.recipe import RateRecipe, accuracy_at
+from spikecast.schemes.rate import RateRecipe, accuracy_at
 from spikecast.zoo.pretrained import load_pretrained
 
 VAL_START = 50_000

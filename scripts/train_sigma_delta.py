@@ -32,9 +32,9 @@ from spikecast.frontends.torch_fx import capture
 from spikecast.io.annfile import load_model, save_model, sidecar_path
 from spikecast.measure.counts import neuron_count
 from spikecast.papers.sigma_delta_yousefzadeh.reproduce import updates_to_reach
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.encoding import binarize
 from spikecast.schemes.sigma_delta.program import population_stages
-from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.thresholds import Calibrated, resolve_thresholds
 from spikecast.zoo.models import get_architecture
 from spikecast.zoo.pretrained import PRETRAINED, load_pretrained

@@ -23,7 +23,7 @@ from spikecast.ir.graph import (
 )
 from spikecast.ir.normalize import data_based, model_based
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.rate.recipe import RateRecipe
+from spikecast.schemes.rate import RateRecipe
 
 
 @pytest.mark.parametrize(("model", "shape"), [(ResidualBlock, (1, 6, 6)), (Inception, (1, 6, 6))])

@@ -31,7 +31,7 @@ from spikecast.ir.graph import (  # noqa: E402
 )
 from spikecast.ir.normalize import Normalized  # noqa: E402
 from spikecast.schemes import convert, get_recipe  # noqa: E402
-from spikecast.schemes.rate.recipe import RateModel, RateRecipe  # noqa: E402
+from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 
 
 def _fc(gen_seed: int = 0) -> Network:

@@ -25,7 +25,7 @@ from spikecast.ir.graph import (  # noqa: E402
     canonicalize,
 )
 from spikecast.schemes import convert, get_recipe  # noqa: E402
-from spikecast.schemes.rate.recipe import RateModel, RateRecipe  # noqa: E402
+from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 from spikecast.zoo.pretrained import load_pretrained  # noqa: E402
 
 MNIST_DIR = Path(

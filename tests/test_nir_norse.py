@@ -15,7 +15,7 @@ norse_torch = pytest.importorskip("norse.torch")
 
 from spikecast.io.nir import export_nir  # noqa: E402
 from spikecast.ir.graph import Add, Flatten, Linear, Network, ReLU  # noqa: E402
-from spikecast.schemes.rate.recipe import RateModel, RateRecipe  # noqa: E402
+from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 
 
 def _norse_counts(

@@ -7,7 +7,7 @@ import torch
 from spikecast.ir.graph import Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU
 from spikecast.measure.counts import fan_out
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.rate.recipe import RateModel, RateRecipe, accuracy_at
+from spikecast.schemes.rate import RateModel, RateRecipe, accuracy_at
 from spikecast.schemes.rate.sim import InputCoding, lex_argmax, maxpool_gate, ordered_rank
 
 

@@ -7,9 +7,10 @@ from torch import nn
 
 from spikecast.frontends.torch_fx import capture
 from spikecast.measure.counts import ann_macs, neuron_count
+from spikecast.papers.sigma_delta_yousefzadeh.reproduce import paper_formula_macs
 from spikecast.schemes import convert, get_recipe
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.qann import qann_predict
-from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe, paper_formula_macs
 from spikecast.schemes.sigma_delta.thresholds import Calibrated, resolve_thresholds
 from spikecast.zoo.models import get_architecture
 

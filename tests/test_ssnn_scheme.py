@@ -8,7 +8,7 @@ from spikecast.energy.circuit import SSNN_180NM
 from spikecast.frontends.torch_fx import capture
 from spikecast.measure.result import accuracy
 from spikecast.schemes import convert, get_recipe
-from spikecast.schemes.ssnn.recipe import SSNNModel, SSNNRecipe, pwm_pulse_count
+from spikecast.schemes.ssnn import SSNNModel, SSNNRecipe, pwm_pulse_count
 from spikecast.zoo.models import get_architecture
 
 

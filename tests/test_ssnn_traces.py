@@ -7,7 +7,7 @@ import torch
 from spikecast.ir.graph import Linear, Network, ReLU
 from spikecast.papers.ssnn_nomura.sweeps import SweepParam, run_sweep
 from spikecast.papers.ssnn_nomura.traces import plot_trace, trace_sample
-from spikecast.schemes.ssnn.recipe import SSNNRecipe
+from spikecast.schemes.ssnn import SSNNRecipe
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,7 @@ def _figures_from_report(report: dict[str, Any], out: Path, data_dir: str | None
     from spikecast.datasets.loaders import load_dataset
     from spikecast.frontends.torch_fx import capture
     from spikecast.papers.sigma_delta_yousefzadeh.figures import fig2, fig3_fig4
-    from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
+    from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
     from spikecast.zoo.pretrained import load_pretrained
 
     macs = {"exact": report["ann_macs"], "paper formula": report["ann_macs_paper_formula"]}

@@ -191,7 +191,7 @@ def _wine_trace(seed: int, epochs: int, settings: dict[str, Any], path: Path) ->
     from spikecast.papers.ssnn_nomura.reproduce import WINE_RECIPE, train_wine_ann
     from spikecast.papers.ssnn_nomura.traces import plot_trace, trace_sample
     from spikecast.schemes import convert
-    from spikecast.schemes.ssnn.recipe import SSNNRecipe
+    from spikecast.schemes.ssnn import SSNNRecipe
 
     data = load_dataset("wine")
     recipe = SSNNRecipe(**WINE_RECIPE | settings)

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecast.choice import Choice
+from spikecast.schemes.sigma_delta import SigmaDeltaModel
 from spikecast.schemes.sigma_delta.neuron import check_theta
-from spikecast.schemes.sigma_delta.recipe import SigmaDeltaModel
 from spikecast.zoo.train import LRSchedule, random_shift
 
 

@@ -45,8 +45,8 @@ import numpy as np
 from spikecast.io.nir.mappers import EXPORTERS, ExportContext, dump_meta
 from spikecast.ir.graph import INPUT, Add, Network, ReLU, Stage
 from spikecast.schemes.base import SpikingModel
+from spikecast.schemes.rate import RateModel
 from spikecast.schemes.rate.neuron import Reset
-from spikecast.schemes.rate.recipe import RateModel
 from spikecast.schemes.rate.sim import signal_kinds
 
 FORMAT = "spikecast-nir"

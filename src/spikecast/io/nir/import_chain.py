@@ -37,7 +37,7 @@ import torch
 from spikecast.io.nir.import_dag import read_dag
 from spikecast.io.nir.mappers import dispatch, input_shape, load_meta, spikecast_threshold
 from spikecast.ir.graph import AvgPool2d, Conv2d, Flatten, Layer, Linear, Network, ReLU
-from spikecast.schemes.rate.recipe import RateModel, RateRecipe
+from spikecast.schemes.rate import RateModel, RateRecipe
 from spikecast.schemes.rate.sim import InputCoding
 
 

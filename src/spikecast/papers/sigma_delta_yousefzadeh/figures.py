@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from spikecast.schemes.sigma_delta import SigmaDeltaModel
 from spikecast.schemes.sigma_delta.encoding import encode_frame
-from spikecast.schemes.sigma_delta.recipe import SigmaDeltaModel
 
 
 def _figure(ncols: int = 1) -> tuple[Figure, Any]:

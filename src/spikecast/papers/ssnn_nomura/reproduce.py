@@ -30,8 +30,8 @@ from torch import nn
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.measure.result import SchemeResult, accuracy
 from spikecast.schemes import convert
+from spikecast.schemes.ssnn import SSNNRecipe
 from spikecast.schemes.ssnn.circuit import PWMEncoder
-from spikecast.schemes.ssnn.recipe import SSNNRecipe
 
 PAPER_WINE = {
     "ann_accuracy": 0.999,

@@ -23,8 +23,8 @@ from torch import nn
 
 from spikecast.ir.graph import Network
 from spikecast.schemes import convert
+from spikecast.schemes.ssnn import SSNNRecipe
 from spikecast.schemes.ssnn.circuit import parse_enum
-from spikecast.schemes.ssnn.recipe import SSNNRecipe
 
 
 class SweepParam(str, Enum):

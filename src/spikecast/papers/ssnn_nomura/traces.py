@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikecast.schemes.ssnn.recipe import SSNNModel
+from spikecast.schemes.ssnn import SSNNModel
 from spikecast.schemes.ssnn.sim_event import record_sample
 
 
