@@ -29,7 +29,7 @@ from spikecast.zoo.pretrained import load_pretrained
 
 def _model(net, theta: float, mode: str):
     recipe = SigmaDeltaRecipe(theta=theta, mode=mode)
-    return recipe.replace(recipe.normalize(net, None), net)
+    return recipe.build(net, recipe.calibrate(net, None))
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def summary(result: SchemeResult, seconds: float, short: int) -> dict[str, Any]:
     return {
         "percentile": result.params["percentile"],
         f"accuracy_t{short}": accuracy_at(result, short),
-        f"accuracy_t{result.extra['steps']}": result.accuracy,
+        f"accuracy_t{result.time_steps}": result.accuracy,
         "spikes_per_neuron": result.spikes_per_neuron,
         "spikes_per_sample": result.spikes,
         "synaptic_events_per_sample": result.synaptic_events,

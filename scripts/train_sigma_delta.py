@@ -57,7 +57,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     net = capture(model, (1, 28, 28))
     recipe = SigmaDeltaRecipe(theta=thetas)
-    snn = recipe.replace(recipe.normalize(net, None), net)
+    snn = recipe.build(net, recipe.calibrate(net, None))
     start = time.time()
     res = snn.evaluate(x, y)
     float_acc = evaluate_ann(model, x, y)
@@ -71,7 +71,7 @@ def _evaluate(
         "synaptic_updates": res.synaptic_events,
         "ann_macs": res.ann_macs,
         "spikes_per_neuron_per_layer": [layer.spikes_per_neuron for layer in res.layers],
-        "input_spikes": res.extra["input_spikes"],
+        "input_spikes": res.input_spikes,
         "updates_to_shipped_ann_accuracy": updates_to_reach(res, shipped_acc),
         "updates_to_own_float_accuracy": updates_to_reach(res, float_acc),
         "eval_s": time.time() - start,
@@ -136,7 +136,7 @@ def main(
     rates: tuple[float, ...] = tuple(up) if up else ()
     if quantizer is Quantizer.HYSTERESIS and not rates:
         recipe = SigmaDeltaRecipe(theta=thetas)
-        rates = measure_up_rates(recipe.replace(recipe.normalize(net, None), net),
+        rates = measure_up_rates(recipe.build(net, recipe.calibrate(net, None)),
                                  data.x_train[-up_frames:])
     log["up_rates"] = list(rates)
     start = time.time()

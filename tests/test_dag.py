@@ -136,7 +136,7 @@ def test_residual_spike_train_golden() -> None:
     # out gets 1.0 * theta * s_h(t) + 0.25 every step (reset by subtraction):
     #   t1 .25; t2 1.5->s->.5; t3 .75; t4 2.0->s->1.0; t5 1.25->s->.25; t6 1.5->s->.5
     recipe = RateRecipe(normalization="none", steps=6)
-    model = recipe.replace(recipe.normalize(_residual_scalar(), None), _residual_scalar())
+    model = recipe.build(_residual_scalar(), recipe.calibrate(_residual_scalar(), None))
     out = model.simulate(torch.ones(1, 1))
     assert [c.item() for c in out.counts] == [3.0, 4.0]
     assert out.membranes[1].item() == 0.5
@@ -149,7 +149,7 @@ def test_residual_spike_train_golden() -> None:
 def test_residual_poisson_skip_counts_direct_arrivals() -> None:
     recipe = RateRecipe(normalization="none", steps=50, input_coding="poisson", seed=3)
     net = _residual_scalar()
-    model = recipe.replace(recipe.normalize(net, None), net)
+    model = recipe.build(net, recipe.calibrate(net, None))
     out = model.simulate(torch.full((2, 1), 0.5))
     # every input spike reaches the Add population directly (one connection each)
     assert torch.equal(out.arrivals[3].flatten(), out.input_spikes)
@@ -185,7 +185,7 @@ def test_rate_refuses_current_into_a_synaptic_layer() -> None:
     # constant input a's output is constant and b receives it exactly)
     recipe = RateRecipe(normalization="none", steps=2, input_coding="poisson")
     with pytest.raises(ValueError, match=r"layer 'b' .*current of a layer without ReLU"):
-        recipe.replace(recipe.normalize(net, None), net).simulate(torch.ones(1, 1))
+        recipe.build(net, recipe.calibrate(net, None)).simulate(torch.ones(1, 1))
 
 
 def test_maxpool_after_concat_gates_spikes() -> None:
@@ -196,7 +196,7 @@ def test_maxpool_after_concat_gates_spikes() -> None:
         ((INPUT,), (0,), (INPUT,), (2,), (1, 3), (4,), (5,)),
     )
     recipe = RateRecipe(normalization="none", steps=4)
-    out = recipe.replace(recipe.normalize(net, None), net).simulate(
+    out = recipe.build(net, recipe.calibrate(net, None)).simulate(
         torch.tensor([[[[0.5, 0.75]]]])
     )
     # a: (0.5, 0.75) -> 2 and 3 spikes in 4 steps; b: (0.25, 0.375) -> 1 and 1; the pool
@@ -283,7 +283,7 @@ def test_trailing_flatten_reads_out_the_last_population() -> None:
     stages = net.stages()
     assert [s.population for s in stages] == [True, True, False]
     recipe = RateRecipe(normalization="none", steps=10)
-    out = recipe.replace(recipe.normalize(net, None), net).simulate(torch.ones(1, 1, 2, 2))
+    out = recipe.build(net, recipe.calibrate(net, None)).simulate(torch.ones(1, 1, 2, 2))
     # channel 1 fires at rate 0.6 and wins; the pooled population spikes 6 times in 10 steps
     assert out.predictions[-1].item() == 1
     assert out.counts[1].flatten().tolist() == [2.0, 6.0]
@@ -298,7 +298,7 @@ def test_maxpool_after_a_weighted_add_of_spike_trains_is_refused() -> None:
     )
     recipe = RateRecipe(normalization="none", steps=4)
     with pytest.raises(ValueError, match=r"layer 'pool' .*put a ReLU after the Add"):
-        recipe.replace(recipe.normalize(net, None), net).simulate(torch.ones(1, 1, 1, 2))
+        recipe.build(net, recipe.calibrate(net, None)).simulate(torch.ones(1, 1, 1, 2))
 
 
 def test_negative_inputs_are_refused() -> None:
@@ -307,7 +307,7 @@ def test_negative_inputs_are_refused() -> None:
         convert(net, get_recipe("rate"), calib_x=torch.tensor([[-0.5], [1.0]]))
     recipe = RateRecipe(normalization="none", steps=2)
     with pytest.raises(ValueError, match="inputs reach -1"):
-        recipe.replace(recipe.normalize(net, None), net).simulate(torch.tensor([[-1.0]]))
+        recipe.build(net, recipe.calibrate(net, None)).simulate(torch.tensor([[-1.0]]))
 
 
 @pytest.mark.parametrize("scheme", ["rate", "ssnn", "sigma-delta"])

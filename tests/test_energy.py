@@ -2,13 +2,9 @@
 
 import pytest
 
-from spikecast.energy.circuit import (
-    ENERGY_PRESETS,
-    SSNN_180NM,
-    CircuitEnergyModel,
-    get_energy_model,
-    network_counts,
-)
+from spikecast.energy.base import network_counts
+from spikecast.energy.circuit import SSNN_180NM, CircuitEnergyModel
+from spikecast.energy.presets import get_preset
 from spikecast.frontends.torch_fx import capture
 from spikecast.zoo.models import get_architecture
 
@@ -52,9 +48,9 @@ def test_reproduces_table_iv_energy_for_784_500_10():
 
 
 def test_presets_and_errors():
-    assert get_energy_model("ssnn-180nm") is ENERGY_PRESETS["ssnn-180nm"]
-    with pytest.raises(ValueError, match="known: ssnn-180nm"):
-        get_energy_model("ssnn-7nm")
+    assert get_preset("ssnn-180nm") is SSNN_180NM
+    with pytest.raises(ValueError, match="known: ssnn-180nm, cmos-45nm-fp32"):
+        get_preset("ssnn-7nm")
     with pytest.raises(ValueError, match="n_synapses"):
         SSNN_180NM.power_W(1, -1, 1)
     with pytest.raises(ValueError, match="window_s"):

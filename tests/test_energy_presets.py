@@ -2,19 +2,14 @@
 and user presets read from TOML and JSON."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from spikecast.energy.circuit import NetworkCounts, network_counts
-from spikecast.energy.presets import (
-    CMOS_45NM_FP32,
-    CMOS_45NM_INT8,
-    LOIHI,
-    all_presets,
-    estimate_energy,
-    load_presets,
-)
+from spikecast.energy.base import NetworkCounts, network_counts
+from spikecast.energy.digital import CMOS_45NM_FP32, CMOS_45NM_INT8, LOIHI, load_presets
+from spikecast.energy.presets import all_presets, estimate_energy, get_preset, register_preset
 from spikecast.frontends.torch_fx import capture
 from spikecast.measure.opcounts import Workload
 from spikecast.zoo.models import ARCHITECTURES
@@ -62,13 +57,19 @@ def test_ssnn_180nm_reproduces_the_paper() -> None:
     assert preset.snn_energy_J(SNN, mnist, "rate") is None
 
 
-def test_digital_presets_satisfy_the_energy_model_protocol() -> None:
-    assert CMOS_45NM_FP32.energy_per_classification_J(13, 480, 33) == pytest.approx(
-        480 * 4.6 * PJ + 33 * 0.9 * PJ
-    )
-    assert LOIHI.energy_per_classification_J(13, 480, 33) == pytest.approx(
-        480 * 23.6 * PJ + 33 * 81 * PJ
-    )
+def test_one_registry_for_digital_and_analog_presets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import spikecast.energy.presets as registry
+
+    monkeypatch.setattr(registry, "_PRESETS", dict(registry._PRESETS))
+    assert [get_preset(n).name for n in ("ssnn-180nm", "loihi")] == ["ssnn-180nm", "loihi"]
+    chip = replace(LOIHI, name="my-chip", e_ac_J=1 * PJ, source="test")
+    assert register_preset(chip) is chip and all_presets()["my-chip"] is chip
+    assert chip.snn_energy_J(SNN_SPIKES_ONLY, COUNTS) == pytest.approx(
+        2000 * PJ + 300 * 81 * PJ)
+    with pytest.raises(ValueError, match="already registered"):
+        register_preset(chip)
+    with pytest.raises(ValueError, match="needs 'name'"):
+        register_preset(object())
 
 
 def test_estimate_energy_table() -> None:

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from spikecast.measure.latency import (
-    ExposesPredictionTrace,
     PredictionTrace,
     accuracy_at_fractions,
     latency,
@@ -49,12 +48,7 @@ def test_settling_is_bounded_by_the_window() -> None:
             assert preds[b, k[b] - 1] != preds[b, -1]
 
 
-def test_protocol_and_errors() -> None:
-    class Fake:
-        def prediction_trace(self, x: torch.Tensor) -> PredictionTrace:
-            return PredictionTrace((1.0,), torch.zeros(len(x), 1, dtype=torch.long), "step")
-
-    assert isinstance(Fake(), ExposesPredictionTrace)
+def test_trace_errors() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
         PredictionTrace((2.0, 1.0), torch.zeros(1, 2), "step")
     with pytest.raises(ValueError, match="3 time points"):

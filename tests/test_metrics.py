@@ -7,7 +7,13 @@ import torch
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Conv2d, Linear, Network, ReLU
 from spikecast.measure.counts import SpikeCounter, ann_macs, fan_out, neuron_count, synapse_count
-from spikecast.measure.result import LayerStats, RunResults, SchemeResult, accuracy
+from spikecast.measure.result import (
+    LayerStats,
+    PredictionTrace,
+    RunResults,
+    SchemeResult,
+    accuracy,
+)
 from spikecast.zoo.models import ARCHITECTURES
 
 
@@ -58,14 +64,20 @@ def test_spike_counter_events_equal_spikes_times_fan_out() -> None:
 
 
 def test_results_json_contract(tmp_path) -> None:
-    layers = [LayerStats("h", 30, 15.0, 45.0, 390), LayerStats("o", 3, 3.0, 0.0, 90)]
-    res = SchemeResult("rate", 0.9, 178, layers, 480)
-    run = RunResults("wine", 0.95, 480, 178, {"rate": res})
+    layers = (LayerStats("h", 30, 15.0, 45.0, 390), LayerStats("o", 3, 3.0, 0.0, 90))
+    labels = torch.tensor([0, 1, 2, 1])
+    # readout at steps 1 and 2: 2 then 3 of 4 correct; final = step 2
+    trace = torch.tensor([[1, 0], [0, 1], [2, 2], [1, 0]])
+    res = SchemeResult("rate", labels, trace[:, -1], PredictionTrace((1.0, 2.0), trace, "step"),
+                       layers, 480, time_steps=2)
+    run = RunResults("wine", 0.95, 480, 4, {"rate": res})
     data = json.loads(run.save(tmp_path / "r.json").read_text())
     assert data["dataset"] == "wine"
     assert data["ann"] == {"accuracy": 0.95, "macs": 480}
     rate = data["schemes"]["rate"]
-    assert rate["accuracy"] == 0.9
+    assert rate["accuracy"] == 0.75 and rate["n_samples"] == 4
+    assert rate["curve"] == {"x_label": "step", "x": [1.0, 2.0], "accuracy": [0.5, 0.75]}
+    assert rate["time_steps"] == 2 and rate["details"] is None
     assert rate["spikes_per_neuron"] == 18.0 / 33
     assert rate["synaptic_events"] == 45.0
     assert rate["ann_macs"] == 480

@@ -1,4 +1,5 @@
-"""Converted-network files: exact round trip and clear errors for bad files."""
+"""Converted-network files: exact round trip (the calibration record rebuilds the same model),
+version-2 files still load, and clear errors for bad files."""
 
 import json
 
@@ -8,8 +9,8 @@ from dag_models import ResidualBlock, trained_like
 from safetensors.torch import save_file
 
 from spikecast.frontends.torch_fx import capture
-from spikecast.io.snnfile import ConvertedFile, load_converted, save_converted
-from spikecast.ir.normalize import data_based
+from spikecast.io.snnfile import _tensors, load_converted, load_network
+from spikecast.schemes import convert, get_recipe
 from spikecast.zoo.models import ARCHITECTURES
 
 
@@ -18,22 +19,43 @@ def converted(tmp_path):
     torch.manual_seed(0)
     arch = ARCHITECTURES["mnist-cnn"]
     net = capture(arch.build().eval(), arch.input_shape)
-    norm = data_based(net, torch.rand(16, *arch.input_shape))
-    params = {"steps": 25, "reset": "subtract"}
-    conv = ConvertedFile("rate", params, net, norm, {"dataset": "mnist"})
-    return save_converted(tmp_path / "snn.spikecast", conv), conv
+    snn = convert(net, get_recipe("rate", steps=25), torch.rand(16, *arch.input_shape))
+    return snn.save(tmp_path / "snn.spikecast", {"dataset": "mnist"}), snn
 
 
 def test_round_trip_is_exact(converted) -> None:
-    path, conv = converted
+    path, snn = converted
     back = load_converted(path)
-    assert back.scheme == "rate" and back.params == {"steps": 25, "reset": "subtract"}
+    assert back.scheme == "rate" and back.params == snn.recipe.params()
     assert back.info == {"dataset": "mnist"}
-    assert back.normalized.scales == pytest.approx(conv.normalized.scales)
-    assert back.ann.names == conv.ann.names
+    assert back.calibration == {"scales": list(snn.calibration.scales)}
+    assert back.ann.names == snn.ann.names
     x = torch.rand(4, 1, 28, 28)
-    assert torch.equal(back.ann(x), conv.ann(x))
-    assert torch.equal(back.normalized.network(x), conv.normalized.network(x))
+    assert torch.equal(back.ann(x), snn.ann(x))
+    model = load_network(path)
+    assert model.calibration == snn.calibration
+    assert torch.equal(model.network(x), snn.network(x))
+
+
+def test_version_2_file_still_loads(converted) -> None:
+    """A version-2 file held the normalized network and its scales; loading it rebuilds
+    the same model as the calibration record does."""
+    path, snn = converted
+    _rewrite_meta(path, lambda m, t: (
+        m.update(version=2, scales=m.pop("calibration")["scales"]),
+        t.update(_tensors("snn", snn.network)),
+    ))
+    model = load_network(path)
+    assert model.calibration == snn.calibration
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model.network(x), snn.network(x))
+
+
+def test_tampered_calibration_is_refused(converted) -> None:
+    path, _ = converted
+    _rewrite_meta(path, lambda m, t: m.update(calibration={"lambdas": [1.0]}))
+    with pytest.raises(ValueError, match=r"bad calibration for scheme .rate.*scales"):
+        load_network(path)
 
 
 def test_truncated_file(converted) -> None:
@@ -64,11 +86,11 @@ def test_unknown_version(converted) -> None:
 
 def test_mismatched_tensor_shape(converted) -> None:
     path, _ = converted
-    _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(256, 100)}))
+    _rewrite_meta(path, lambda m, t: t.update({"ann.7.weight": torch.zeros(256, 100)}))
     with pytest.raises(ValueError, match="layer graph is inconsistent"):
         load_converted(path)
-    _rewrite_meta(path, lambda m, t: t.update({"snn.7.weight": torch.zeros(3, 392)}))
-    with pytest.raises(ValueError, match=r"'snn.7.weight' has shape \(3, 392\)"):
+    _rewrite_meta(path, lambda m, t: t.update({"ann.7.weight": torch.zeros(3, 392)}))
+    with pytest.raises(ValueError, match=r"'ann.7.weight' has shape \(3, 392\)"):
         load_converted(path)
 
 
@@ -90,25 +112,24 @@ def test_plain_safetensors_without_metadata(tmp_path) -> None:
 def converted_dag(tmp_path):
     torch.manual_seed(0)
     net = capture(trained_like(ResidualBlock()), (1, 6, 6))
-    norm = data_based(net, torch.rand(16, 1, 6, 6))
-    conv = ConvertedFile("rate", {"steps": 25}, net, norm, {})
-    return save_converted(tmp_path / "dag.spikecast", conv), conv
+    snn = convert(net, get_recipe("rate", steps=25), torch.rand(16, 1, 6, 6))
+    return snn.save(tmp_path / "dag.spikecast"), snn
 
 
 def test_dag_round_trip_keeps_sources_and_merge_weights(converted_dag) -> None:
-    path, conv = converted_dag
-    back = load_converted(path)
-    assert back.ann.sources == conv.ann.sources and not back.ann.is_chain
-    merge = [layer.weights for layer in back.normalized.network.layers if hasattr(layer, "weights")]
-    want = [layer.weights for layer in conv.normalized.network.layers if hasattr(layer, "weights")]
+    path, snn = converted_dag
+    back = load_network(path)
+    assert back.ann.sources == snn.ann.sources and not back.ann.is_chain
+    merge = [layer.weights for layer in back.network.layers if hasattr(layer, "weights")]
+    want = [layer.weights for layer in snn.network.layers if hasattr(layer, "weights")]
     assert merge == want and merge[0] != (1.0, 1.0)  # normalization rescaled the skip
     x = torch.rand(3, 1, 6, 6)
-    assert torch.equal(back.normalized.network(x), conv.normalized.network(x))
+    assert torch.equal(back.network(x), snn.network(x))
 
 
 def test_dag_with_bad_sources_is_refused(converted_dag) -> None:
-    path, conv = converted_dag
-    good = [list(src) for src in conv.ann.sources]
+    path, snn = converted_dag
+    good = [list(src) for src in snn.ann.sources]
     _rewrite_meta(path, lambda m, t: m.update(sources=good[:-1]))
     with pytest.raises(ValueError, match="'sources' must list the inputs"):
         load_converted(path)

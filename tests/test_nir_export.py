@@ -16,7 +16,6 @@ nir = pytest.importorskip("nir")
 from spikecast.cli.nir import register  # noqa: E402
 from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
 from spikecast.io.nir.export import nir_threshold  # noqa: E402
-from spikecast.io.snnfile import ConvertedFile, save_converted  # noqa: E402
 from spikecast.ir.graph import (  # noqa: E402
     Add,
     AvgPool2d,
@@ -29,7 +28,6 @@ from spikecast.ir.graph import (  # noqa: E402
     ReLU,
     canonicalize,
 )
-from spikecast.ir.normalize import Normalized  # noqa: E402
 from spikecast.schemes import convert, get_recipe  # noqa: E402
 from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 
@@ -53,7 +51,7 @@ def _conv_pool(pool: type) -> Network:
 
 
 def _rate(net: Network, **params) -> RateModel:
-    return RateModel(net, RateRecipe(normalization="none", **params))
+    return convert(net, RateRecipe(normalization="none", **params))
 
 
 def _meta(graph) -> dict:
@@ -168,7 +166,7 @@ def test_cli_export_nir(tmp_path: Path):
     net = _conv_pool(MaxPool2d)
     snn = tmp_path / "m.spikecast"
     params = get_recipe("rate", reset="zero", normalization="none").params()
-    save_converted(snn, ConvertedFile("rate", params, net, Normalized(net, (1.0,) * 5)))
+    convert(net, RateRecipe(**params)).save(snn)
     app = typer.Typer()
     register(app)
     app.command("noop")(lambda: None)  # a second command keeps export-nir a subcommand
@@ -236,7 +234,7 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     net = _fc()
     snn = tmp_path / "m.spikecast"
     params = get_recipe("rate", reset="zero", normalization="none").params()
-    save_converted(snn, ConvertedFile("rate", params, net, Normalized(net, (1.0,) * 3)))
+    convert(net, RateRecipe(**params)).save(snn)
     result = CliRunner().invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
     assert result.exit_code == 2 and "needs the nir package" in result.output
 
@@ -248,7 +246,7 @@ def test_network_ending_in_relu_exports_and_round_trips(tmp_path: Path):
         ("fc1", "relu1", "fc2", "relu2"), (2,),
     )
     recipe = RateRecipe(normalization="none", steps=12, reset="zero")
-    model = recipe.replace(recipe.normalize(net, None), net)
+    model = recipe.build(net, recipe.calibrate(net, None))
     back = read_nir(write_nir(model, tmp_path / "r.nir"))
     x = torch.tensor([[1.0, 0.5], [0.2, 0.9]])
     a, b = model.simulate(x), back.simulate(x)

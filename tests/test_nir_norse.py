@@ -15,6 +15,7 @@ norse_torch = pytest.importorskip("norse.torch")
 
 from spikecast.io.nir import export_nir  # noqa: E402
 from spikecast.ir.graph import Add, Flatten, Linear, Network, ReLU  # noqa: E402
+from spikecast.schemes import convert  # noqa: E402
 from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def _norse_counts(
 
 
 def _model(net: Network, steps: int, **params) -> RateModel:
-    return RateModel(net, RateRecipe(steps=steps, normalization="none", **params))
+    return convert(net, RateRecipe(steps=steps, normalization="none", **params))
 
 
 def _mlp(seed: int) -> Network:

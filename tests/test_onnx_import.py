@@ -14,8 +14,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from spikecast.frontends.onnx.reader import load_onnx, onnx_to_fx, read_model  # noqa: E402
 from spikecast.frontends.torch_fx import capture  # noqa: E402
 from spikecast.ir.graph import AvgPool2d, Conv2d, Linear, Network  # noqa: E402
-from spikecast.schemes import get_recipe  # noqa: E402
-from spikecast.schemes.base import convert  # noqa: E402
+from spikecast.schemes import convert, get_recipe  # noqa: E402
 from spikecast.zoo.models import get_architecture  # noqa: E402
 
 

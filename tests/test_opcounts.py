@@ -18,7 +18,7 @@ from spikecast.measure.opcounts import (
     layer_ops,
     snn_workload,
 )
-from spikecast.measure.result import LayerStats, SchemeResult
+from spikecast.measure.result import LayerStats, PredictionTrace, SchemeResult
 
 
 def _small_cnn() -> Network:
@@ -114,26 +114,30 @@ def _fc_net() -> Network:
     )
 
 
-def _result(extra: dict) -> SchemeResult:
-    layers = [LayerStats("a", 4, 6.0, 0.0, 12), LayerStats("b", 2, 2.0, 12.0, 8)]
-    return SchemeResult("fake", 1.0, 2, layers, 20, extra=extra)
+def _result(time_steps: int | None = None, analog_input_macs: int = 0,
+            n_layers: int = 2) -> SchemeResult:
+    layers = (LayerStats("a", 4, 6.0, 0.0, 12), LayerStats("b", 2, 2.0, 12.0, 8))[:n_layers]
+    labels = torch.zeros(2, dtype=torch.long)
+    trace = PredictionTrace((1.0,), torch.zeros(2, 1, dtype=torch.long), "step")
+    return SchemeResult("fake", labels, labels, trace, layers, 20, time_steps=time_steps,
+                        analog_input_macs=analog_input_macs)
 
 
 def test_snn_workload_clocked_with_analog_input() -> None:
     x = torch.tensor([[0.5, 0.0, 1.0], [0.2, 0.3, 0.0]])
-    work = snn_workload(_fc_net(), _result({"steps": 4, "input_layer_macs": 12}), x)
+    work = snn_workload(_fc_net(), _result(4, 12), x)
     # analog first layer: nnz(x) x fan-out (4) averaged over samples = (2 + 2) * 4 / 2
     assert work.layers[0].effective_macs == 8.0
     assert work.effective_acs == 12.0
     assert work.dense == (12 + 8) * 4
     assert work.neuron_updates == 6 * 4
     assert work.activation_sparsity == pytest.approx(1 - 8 / (6 * 4))
-    without_x = snn_workload(_fc_net(), _result({"steps": 4, "input_layer_macs": 12}))
+    without_x = snn_workload(_fc_net(), _result(4, 12))
     assert without_x.effective_macs == 12.0
 
 
 def test_snn_workload_event_driven() -> None:
-    work = snn_workload(_fc_net(), _result({}))
+    work = snn_workload(_fc_net(), _result())
     assert work.effective_macs == 0.0
     assert work.neuron_updates == work.effective_acs == 12.0
     assert work.activation_sparsity is None
@@ -141,8 +145,7 @@ def test_snn_workload_event_driven() -> None:
 
 
 def test_snn_workload_rejects_layer_mismatch() -> None:
-    result = _result({})
-    result.layers.pop()
+    result = _result(n_layers=1)
     needle = r"reports layers \['a'\] but the network's synaptic layers and populations"
     with pytest.raises(ValueError, match=needle):
         snn_workload(_fc_net(), result)

@@ -13,7 +13,7 @@ from spikecast.schemes.rate.sim import InputCoding, lex_argmax, maxpool_gate, or
 
 def unnormalized(net: Network, **params: object) -> RateModel:
     recipe = RateRecipe(normalization="none", **params)
-    return recipe.replace(recipe.normalize(net, None), net)
+    return recipe.build(net, recipe.calibrate(net, None))
 
 
 def chain(w_hidden: float, w_out: float) -> Network:
@@ -266,7 +266,7 @@ def test_spikes_and_events_match_analytic_counts() -> None:
     assert fan_out(model.network.layers[2], (1, 3, 3)).sum().item() == 49
     assert (hidden.spikes, hidden.synaptic_events) == (18.0, 0.0)  # analog input: 0 events
     assert (out.spikes, out.synaptic_events) == (10.0, 98.0)
-    assert result.extra["input_layer_macs"] == 9
+    assert result.analog_input_macs == 9
     assert result.spikes_per_neuron == pytest.approx(28 / 18)
 
 
@@ -275,9 +275,9 @@ def test_poisson_first_layer_events_are_input_spikes() -> None:
     x = torch.rand(4, 1, 3, 3, generator=torch.Generator().manual_seed(2))
     result = model.evaluate(x, torch.zeros(4, dtype=torch.long))
     # 1x1 conv: fan-out 1, so events = input spikes (per-sample means)
-    assert result.layers[0].synaptic_events == pytest.approx(result.extra["input_spikes"])
-    assert result.extra["input_spikes"] > 0
-    assert result.extra["input_layer_macs"] == 0
+    assert result.layers[0].synaptic_events == pytest.approx(result.input_spikes)
+    assert result.input_spikes > 0
+    assert result.analog_input_macs == 0
 
 
 def test_one_long_run_gives_every_shorter_horizon() -> None:
@@ -286,13 +286,13 @@ def test_one_long_run_gives_every_shorter_horizon() -> None:
     x, y = torch.rand(40, 8, generator=g), torch.randint(0, 4, (40,), generator=g)
     long = convert(net, RateRecipe(steps=25), x).evaluate(x, y, batch_size=16)
     short = convert(net, RateRecipe(steps=15), x).evaluate(x, y, batch_size=7)
-    assert long.curve is not None and long.curve.x == [float(t) for t in range(1, 26)]
+    assert long.curve.x == [float(t) for t in range(1, 26)]
     assert long.curve.accuracy[:15] == short.curve.accuracy
     assert accuracy_at(long, 15) == short.accuracy
     assert accuracy_at(long, 25) == long.accuracy
     oracle = convert(net, RateRecipe(steps=25), x).simulate(x).predictions[-1]
     assert long.accuracy == pytest.approx(float((oracle == y).float().mean()))
-    assert long.params["normalization"] == "data" and long.extra["steps"] == 25
+    assert long.params["normalization"] == "data" and long.time_steps == 25
     with pytest.raises(ValueError, match=r"steps must be in \[1, 25\]"):
         accuracy_at(long, 26)
 
@@ -329,7 +329,7 @@ def test_string_params_become_enums() -> None:
 def test_bad_inputs_raise() -> None:
     net = chain(0.5, 0.5)
     with pytest.raises(ValueError, match="needs calibration inputs"):
-        RateRecipe().normalize(net, None)
+        RateRecipe().calibrate(net, None)
     with pytest.raises(ValueError, match=r"Poisson input coding needs inputs in \[0, 1\]"):
         unnormalized(net, input_coding="poisson").simulate(torch.full((1, 1), 2.0), 3)
     with pytest.raises(ValueError, match=r"the network expects \(1,\)"):

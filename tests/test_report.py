@@ -1,9 +1,13 @@
-"""compare -> results.json -> report.html: a fake scheme implementing the protocols (hand-
-computed latency, operations and energy), the real schemes on a small network, and the
+"""compare -> results.json -> report.html: a fake registered scheme (hand-computed latency,
+operations and energy), the real schemes on a small network, and the
 HTML's structure (parses, every figure and table, no external URL)."""
+
+from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,20 +17,18 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-import spikecast.report.compare as compare_module
-from spikecast.cli.report import parse_scheme_params, register
+from spikecast.cli.report import parse_scheme_params
+from spikecast.cli.report import register as register_report
 from spikecast.datasets.loaders import Dataset
 from spikecast.ir.graph import Linear, Network, ReLU
-from spikecast.ir.normalize import Normalized
-from spikecast.measure.counts import ann_macs, layer_macs
+from spikecast.measure.counts import layer_macs
 from spikecast.measure.fidelity import ann_stage_activations
-from spikecast.measure.latency import PredictionTrace
 from spikecast.measure.opcounts import ann_workload
-from spikecast.measure.result import Curve, LayerStats, SchemeResult
+from spikecast.measure.result import LayerStats
 from spikecast.report.compare import CompareConfig, compare, confusion_matrix
 from spikecast.report.html import FIGURES, load_results, render
-from spikecast.schemes import RECIPES
-from spikecast.schemes.base import Recipe, SpikingModel
+from spikecast.schemes import register, scheme_names, unregister
+from spikecast.schemes.base import Calibration, Recipe, SpikingModel, Summary
 
 PJ = 1e-12
 
@@ -51,71 +53,89 @@ class FakeModel(SpikingModel):
 
     scheme: ClassVar[str] = "fake"
 
-    def __init__(self, net: Network) -> None:
-        self.net = net
-
-    def prediction_trace(self, x: torch.Tensor) -> PredictionTrace:
-        ann = self.net(x).argmax(1)
-        preds = torch.stack([torch.zeros_like(ann), ann, ann, ann], 1)
-        return PredictionTrace((1.0, 2.0, 3.0, 4.0), preds, "step")
-
-    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return ann_stage_activations(self.net, x)
-
     def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.full((len(x), 6), 2.0), torch.full((len(x), 3), 2.0)]
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-                 progress: bool = False) -> SchemeResult:
-        preds = self.prediction_trace(x).predictions
-        acc = [float((preds[:, k] == y).double().mean()) for k in range(4)]
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        return ann_stage_activations(self.ann, x)
+
+    def time_points(self) -> tuple[tuple[float, ...], str]:
+        return (1.0, 2.0, 3.0, 4.0), "step"
+
+    def new_tally(self) -> FakeTally:
+        return FakeTally(self.ann)
+
+    def simulate_batch(self, x: torch.Tensor, tally: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        ann = self.ann(x).argmax(1)
+        return torch.stack([torch.zeros_like(ann), ann, ann, ann], 1), ann
+
+
+class FakeTally:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def summary(self, n_samples: int) -> Summary:
         stages = [s for s in self.net.stages() if s.synaptic]
-        layers = [LayerStats(s.name, s.neurons, 2.0 * s.neurons, 10.0 * (k + 1),
-                             layer_macs(s.layer, s.in_shape, s.out_shape))
-                  for k, s in enumerate(stages)]
-        return SchemeResult("fake", acc[-1], len(x), layers, ann_macs(self.net),
-                            Curve("step", [1.0, 2.0, 3.0, 4.0], acc), {}, {"steps": 4})
+        layers = tuple(LayerStats(s.name, s.neurons, 2.0 * s.neurons, 10.0 * (k + 1),
+                                  layer_macs(s.layer, s.in_shape, s.out_shape))
+                       for k, s in enumerate(stages))
+        return Summary(layers=layers, time_steps=4)
 
 
+class UnscaledModel(FakeModel):
+    """A scheme whose outputs are known only up to a scale."""
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        return None
+
+
+@dataclass(frozen=True)
+class FakeCalibration(Calibration):
+    pass
+
+
+@dataclass(frozen=True)
 class FakeRecipe(Recipe):
     name: ClassVar[str] = "fake"
+    calibration_type: ClassVar[type[Calibration]] = FakeCalibration
 
-    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
-        return Normalized(net, tuple(1.0 for _ in net.layers))
+    def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> Calibration:
+        return FakeCalibration()
 
-    def replace(self, normalized: Normalized, ann: Network) -> FakeModel:
-        return FakeModel(ann)
+    def build(self, net: Network, calibration: Calibration) -> SpikingModel:
+        return FakeModel(self, net, calibration)
 
-
-class PlainModel(SpikingModel):
-    """A scheme exposing nothing beyond ``evaluate``."""
-
-    scheme: ClassVar[str] = "plain"
-
-    def __init__(self, net: Network) -> None:
-        self.inner = FakeModel(net)
-
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
-                 progress: bool = False) -> SchemeResult:
-        return self.inner.evaluate(x, y)
+    def legacy_calibration(self, net: Network, scales: Any, params: Any) -> Calibration:
+        return FakeCalibration()
 
 
-class PlainRecipe(FakeRecipe):
-    def replace(self, normalized: Normalized, ann: Network) -> PlainModel:
-        return PlainModel(ann)
+@dataclass(frozen=True)
+class UnscaledRecipe(FakeRecipe):
+    name: ClassVar[str] = "unscaled"
+
+    def build(self, net: Network, calibration: Calibration) -> SpikingModel:
+        return UnscaledModel(self, net, calibration)
 
 
+@dataclass(frozen=True)
 class BrokenRecipe(FakeRecipe):
-    def replace(self, normalized: Normalized, ann: Network) -> FakeModel:
+    name: ClassVar[str] = "broken"
+
+    def build(self, net: Network, calibration: Calibration) -> SpikingModel:
         raise ValueError("broken: Conv2d layers are not supported")
 
 
 @pytest.fixture
-def fake_results(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setitem(RECIPES, "fake", "tests:FakeRecipe")
-    monkeypatch.setitem(RECIPES, "broken", "tests:BrokenRecipe")
-    recipes = {"fake": FakeRecipe, "broken": BrokenRecipe}
-    monkeypatch.setattr(compare_module, "get_recipe", lambda name, **p: recipes[name]())
+def registered() -> Iterator[None]:
+    for recipe in (FakeRecipe, UnscaledRecipe, BrokenRecipe):
+        register(recipe)
+    yield
+    for recipe in (FakeRecipe, UnscaledRecipe, BrokenRecipe):
+        unregister(recipe.name)
+
+
+@pytest.fixture
+def fake_results(registered: None) -> dict[str, Any]:
     return compare(_net(), _data(), CompareConfig(schemes=("fake", "broken")), "toy-net")
 
 
@@ -145,18 +165,12 @@ def test_fake_scheme_entry_golden(fake_results: dict[str, Any]) -> None:
     json.dumps(fake_results)
 
 
-def test_scheme_without_protocols_still_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(RECIPES, "plain", "tests:PlainRecipe")
-    monkeypatch.setattr(compare_module, "get_recipe", lambda name, **p: PlainRecipe())
-    results = compare(_net(), _data(), CompareConfig(schemes=("plain",)))
-    entry = results["schemes"]["plain"]
-    assert entry["latency"]["mean"] is None
-    assert entry["latency"]["accuracy_at"]["1"] == pytest.approx(entry["accuracy"])
-    assert entry["fidelity"] == [] and entry["firing"] == [] and entry["confusion"] is None
-    html = render(results)
-    for message in ("no scheme result carries a confusion matrix",
-                    "no scheme reports per-layer outputs", "no scheme reports per-neuron"):
-        assert message in html
+def test_scheme_without_layer_outputs_reports_correlations_only(registered: None) -> None:
+    results = compare(_net(), _data(), CompareConfig(schemes=("unscaled",)))
+    entry = results["schemes"]["unscaled"]
+    assert entry["fidelity"] and all(f["mae"] is None for f in entry["fidelity"])
+    assert [sum(f["counts"]) for f in entry["firing"]] == [6, 3]
+    render(results)
 
 
 def test_confusion_matrix_golden() -> None:
@@ -209,7 +223,7 @@ def test_report_command_rerenders(fake_results: dict[str, Any], tmp_path: Path) 
     path = tmp_path / "results.json"
     path.write_text(json.dumps(fake_results))
     app = typer.Typer()
-    register(app)
+    register_report(app)
     out = CliRunner().invoke(app, ["report", str(path)])
     assert out.exit_code == 0, out.output
     _check_html((tmp_path / "report.html").read_text(), 1)
@@ -241,7 +255,7 @@ def test_every_real_scheme_end_to_end() -> None:
     results = compare(net, _data(), CompareConfig(limit=12, fidelity_samples=6, batch_size=5),
                       "tiny")
     assert not results["failed"], results["failed"]
-    assert set(results["schemes"]) == set(RECIPES)
+    assert set(results["schemes"]) == set(scheme_names())
     for name, entry in results["schemes"].items():
         assert entry["latency"]["mean"] is not None, name
         assert 0 <= entry["latency"]["mean"] <= entry["latency"]["window"], name
@@ -253,13 +267,13 @@ def test_every_real_scheme_end_to_end() -> None:
     rate = results["schemes"]["rate"]
     # constant-current input: the first layer does nnz(x) x fan-out MACs, fan-out 8
     assert rate["effective_macs"] == pytest.approx(8 * float((_data().x_test[:12] != 0).sum()) / 12)
-    _check_html(render(results), len(RECIPES))
+    _check_html(render(results), len(scheme_names()))
 
 
 @pytest.mark.parametrize("scheme", ["rate", "ssnn", "sigma-delta"])
 def test_every_scheme_returns_its_prediction_trace(scheme: str) -> None:
     from spikecast.ir.graph import Linear, Network, ReLU
-    from spikecast.report.adapters import probe_layers, scheme_readouts
+    from spikecast.report.adapters import probe_layers
     from spikecast.schemes import convert, get_recipe
 
     g = torch.Generator().manual_seed(0)
@@ -276,8 +290,7 @@ def test_every_scheme_returns_its_prediction_trace(scheme: str) -> None:
     per_point = (trace.predictions == y[:, None]).double().mean(0).tolist()
     assert per_point == pytest.approx(result.curve.accuracy)
     assert result.accuracy == pytest.approx(per_point[-1])
-    reads = scheme_readouts(snn, result, x)
-    assert torch.equal(reads.final, trace.predictions[:, -1])
+    assert torch.equal(result.predictions, trace.predictions[:, -1])
     probe = probe_layers(snn, x[:3])
     assert [c.shape for c in probe.counts] == [(3, 6), (3, 3)]
     assert probe.scaled == (scheme != "ssnn")

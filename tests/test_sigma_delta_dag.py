@@ -21,8 +21,7 @@ from spikecast.ir.graph import (
     Network,
     ReLU,
 )
-from spikecast.schemes import get_recipe
-from spikecast.schemes.base import convert
+from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta import tables as tables_module
 from spikecast.schemes.sigma_delta.encoding import binarize
 from spikecast.schemes.sigma_delta.neuron import activation
@@ -150,9 +149,10 @@ def test_models_event_equals_time_slice_equals_qann_for_nonnegative_weights():
             assert np.array_equal(getattr(ev, name), getattr(ts, name)), name
         assert np.all(ev.neg[:, :-1] == 0) and ev.pos[:, 1:].sum() > 0
         check_qann(ev_model.network, ev_model.program, ev_model.thetas, x, ev_model)
-        result = ev_model.result(ev, torch.zeros(len(x), dtype=torch.long))
+        result = ev_model.evaluate(x, torch.zeros(len(x), dtype=torch.long))
         total = sum(layer.synaptic_events for layer in result.layers)
-        assert total == pytest.approx(result.extra["synaptic_updates"])
+        assert total == pytest.approx(result.details.synaptic_updates)
+        assert total == pytest.approx(float(ev.updates.sum(1).mean()))
 
 
 def check_qann(net, prog, thetas, x, model):

@@ -34,13 +34,13 @@ def test_default_recipe_runs_a_fully_connected_net_with_1d_input():
     assert res.accuracy == res.curve.accuracy[-1]
     # analytic: every input spike reaches all 30 hidden neurons, every hidden spike 3 outputs
     hidden_spikes = res.layers[0].spikes
-    assert res.layers[0].synaptic_events == pytest.approx(res.extra["input_spikes"] * 30)
+    assert res.layers[0].synaptic_events == pytest.approx(res.input_spikes * 30)
     assert res.layers[1].synaptic_events == pytest.approx(hidden_spikes * 3)
-    assert res.synaptic_events == pytest.approx(res.extra["synaptic_updates"])
-    assert res.extra["input_spikes"] == pytest.approx(float((x > 0.2).sum(1).double().mean()))
-    spikes = res.extra["positive_spikes"] + res.extra["negative_spikes"]
+    assert res.synaptic_events == pytest.approx(res.details.synaptic_updates)
+    assert res.input_spikes == pytest.approx(float((x > 0.2).sum(1).double().mean()))
+    spikes = res.details.positive_spikes + res.details.negative_spikes
     assert res.spikes == pytest.approx(spikes)
-    assert res.to_dict()["thresholds"] == [1.0, 1.0]
+    assert res.to_dict()["details"]["thresholds"] == [1.0, 1.0]
 
 
 def test_mnist_cnn_counts_exact_and_paper_formula():
@@ -108,5 +108,5 @@ def test_timeslice_mode_runs_through_the_recipe():
     b = convert(model, SigmaDeltaRecipe(theta=0.5), x).evaluate(x, y)
     assert a.params["mode"] == "timeslice" and b.params["mode"] == "event"
     # the input layer sees the same spikes in both modes (only hidden cascades may differ)
-    assert a.extra["input_spikes"] == b.extra["input_spikes"]
+    assert a.input_spikes == b.input_spikes
     assert a.layers[0].synaptic_events == b.layers[0].synaptic_events

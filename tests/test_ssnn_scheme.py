@@ -48,9 +48,9 @@ def test_defaults_on_wine_within_one_point_of_ann(wine, wine_ann):
     assert res.curve.x_label == "time (us)"
     assert len(res.curve.x) == 50 and res.curve.x[-1] == pytest.approx(5.0)
     assert res.curve.accuracy[-1] == res.accuracy
-    assert res.extra["power_W"] == pytest.approx(SSNN_180NM.power_W(13, 480, 33))
-    assert res.extra["activity_energy_J"] == pytest.approx(res.spikes * 0.94e-12)
-    assert 0 <= res.extra["silent_samples"] <= 178
+    assert res.details.power_W == pytest.approx(SSNN_180NM.power_W(13, 480, 33))
+    assert res.details.activity_energy_J == pytest.approx(res.spikes * 0.94e-12)
+    assert 0 <= res.details.silent_samples <= 178
     assert [layer.neurons for layer in res.layers] == [30, 3]
 
 
@@ -63,16 +63,18 @@ def test_input_synaptic_events_are_pwm_pulses_times_fan_out(wine, wine_ann):
     assert res.layers[1].synaptic_events == pytest.approx(res.layers[0].spikes * 3)
 
 
-def test_params_after_replace_rebuild_the_same_circuit(wine, wine_ann):
+def test_calibration_record_rebuilds_the_same_circuit(wine, wine_ann):
     recipe = SSNNRecipe()
     model = convert(wine_ann, recipe, wine.x_train)
-    params = recipe.params()
-    assert params["i_unit"] == list(model.circuit.i_unit)
-    again = SSNNRecipe(**params)
+    assert recipe.params() == SSNNRecipe().params()  # no hidden state left in the recipe
+    assert model.calibration.i_unit == model.circuit.i_unit
     net = capture(wine_ann, (13,))
-    rebuilt = again.replace(again.normalize(net, None), net)
-    for a, b in zip(model.circuit.weights, rebuilt.circuit.weights, strict=True):
-        assert torch.equal(a, b)
+    rebuilt = SSNNRecipe(**recipe.params()).build(net, model.calibration)
+    fixed = SSNNRecipe(i_unit=model.calibration.i_unit)
+    same = fixed.build(net, fixed.calibrate(net, None))
+    for a, b, c in zip(model.circuit.weights, rebuilt.circuit.weights, same.circuit.weights,
+                       strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)
 
 
 def test_pwm_pulse_count_matches_enumeration():
@@ -100,10 +102,10 @@ def test_clock_simulator_matches_event_accuracy(wine, wine_ann):
 def test_fixed_i_unit_and_no_calibration_data(wine_ann, wine):
     net = capture(wine_ann, (13,))
     fixed = SSNNRecipe(i_unit=2e-6)
-    model = fixed.replace(fixed.normalize(net, None), net)
+    model = fixed.build(net, fixed.calibrate(net, None))
     assert model.circuit.i_unit == (2e-6, 2e-6)
     bound = SSNNRecipe()
-    model = bound.replace(bound.normalize(net, None), net)
+    model = bound.build(net, bound.calibrate(net, None))
     res = model.evaluate(wine.x_test[:20], wine.y_test[:20])
     assert res.layers[0].spikes <= 30 * (5e-6 * 5.3e6 + 1)
 

@@ -20,7 +20,7 @@ def small_net():
 
 def converted(net, **kwargs):
     recipe = SSNNRecipe(**kwargs)
-    return recipe.replace(recipe.normalize(net, None), net)
+    return recipe.build(net, recipe.calibrate(net, None))
 
 
 def test_trace_is_consistent_with_spike_counts(small_net, tmp_path):

@@ -15,12 +15,12 @@ from spikecast import __version__
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.frontends.torch_fx import capture
 from spikecast.io.annfile import load_model, save_model
-from spikecast.io.snnfile import ConvertedFile, load_converted, save_converted
+from spikecast.io.snnfile import load_converted, model_from_file
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
 from spikecast.measure.result import RunResults, accuracy
 from spikecast.report.summary import results_table
-from spikecast.schemes import RECIPES, get_recipe
+from spikecast.schemes import get_recipe, scheme_names
 from spikecast.zoo.models import ARCHITECTURES, get_architecture
 from spikecast.zoo.train import train_model
 
@@ -157,7 +157,7 @@ def _load_ann(
 def convert(
     model: Annotated[Path, typer.Argument(
         help="ANN: .safetensors with JSON sidecar, or an .onnx file (then pass --dataset).")],
-    scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(RECIPES)}.")],
+    scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(scheme_names())}.")],
     out: Annotated[Path, typer.Option(help="Converted network file to write (.spikecast).")],
     param: Params = None,
     dataset: DatasetOpt = None,
@@ -172,13 +172,13 @@ def convert(
         net, data, meta = _load_ann(model, dataset, data_dir, seed)
         params = parse_params(param)
         recipe = get_recipe(scheme, **params)
-        normalized = recipe.normalize(net, _calibration(data.x_train, calib_samples, seed))
-        recipe.replace(normalized, net)
+        snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
+                                                                    seed)))
         info = {
             "source_model": str(model), "dataset": data.name, "calib_samples": calib_samples,
             "split_seed": meta.get("seed", seed),
         }
-        save_converted(out, ConvertedFile(scheme, recipe.params(), net, normalized, info))
+        snn.save(out, info)
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"converted {model} with scheme {scheme!r} -> {out}")
@@ -221,7 +221,7 @@ def _evaluate(
         snn_name = scheme
         if scheme is not None:
             recipe = get_recipe(scheme, **params)
-            snn = recipe.replace(recipe.normalize(ann, _calibration(data.x_train, 2000, seed)), ann)
+            snn = recipe.build(ann, recipe.calibrate(ann, _calibration(data.x_train, 2000, seed)))
     elif path.suffix.lower() == ".nir":
         from spikecast.io.nir import read_nir
 
@@ -246,7 +246,7 @@ def _evaluate(
         split_seed = conv.info.get("split_seed", seed)
         data = load_dataset(dataset or conv.info.get("dataset", ""), data_dir, seed=split_seed)
         ann, snn_name = conv.ann, conv.scheme
-        snn = get_recipe(conv.scheme, **conv.params).replace(conv.normalized, ann)
+        snn = model_from_file(conv, path)
     if data.sample_shape != ann.input_shape:
         raise ValueError(
             f"the network takes samples of shape {ann.input_shape} but dataset {data.name!r} "

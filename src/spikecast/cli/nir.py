@@ -23,8 +23,7 @@ def export_nir_command(
     ] = False,
 ) -> None:
     """Export a rate-coded converted network to NIR (IF neurons, dt = 1)."""
-    from spikecast.io.snnfile import load_converted
-    from spikecast.schemes import get_recipe
+    from spikecast.io.snnfile import load_network
 
     try:
         import nir
@@ -32,8 +31,7 @@ def export_nir_command(
         from spikecast.io.nir import export_nir
         from spikecast.io.nir.mappers import load_meta
 
-        conv = load_converted(snn_file)
-        model = get_recipe(conv.scheme, **conv.params).replace(conv.normalized, conv.ann)
+        model = load_network(snn_file)
         graph = export_nir(model, approximate)
         out_nir.parent.mkdir(parents=True, exist_ok=True)
         nir.write(out_nir, graph)

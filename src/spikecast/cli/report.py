@@ -15,7 +15,7 @@ from spikecast.datasets.loaders import load_dataset
 from spikecast.energy.presets import all_presets
 from spikecast.report.compare import CompareConfig, compare
 from spikecast.report.html import load_results, save_comparison, write_report
-from spikecast.schemes import RECIPES
+from spikecast.schemes import scheme_names
 
 console = Console()
 
@@ -85,7 +85,8 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str | None, typer.Option(
             help="wine, digits, mnist, idx:FOLDER or .npz (default: the model's).")] = None,
         schemes: Annotated[str, typer.Option(
-            help=f"Comma-separated schemes among {', '.join(RECIPES)}.")] = ",".join(RECIPES),
+            help=f"Comma-separated schemes among {', '.join(scheme_names())}.")
+                           ] = ",".join(scheme_names()),
         out: Annotated[Path, typer.Option(help="Folder for results.json and report.html.")
                        ] = Path("spikecast-compare"),
         param: Annotated[list[str] | None, typer.Option(

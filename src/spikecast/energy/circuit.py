@@ -1,47 +1,19 @@
-"""Hardware energy models, looked up by preset name.
+"""Analog circuit energy: static power x window (the SSNN circuit of Nomura et al.).
 
-Every model answers ``energy_per_classification_J(n_inputs, n_synapses, n_neurons)`` from
-the layer graph's counts (:func:`network_counts`). ``ssnn-180nm`` is the analog circuit of
-Nomura et al. (paper 000): static power of always-on current-mode synapses, neurons and
-TBSC generators times the observation window, plus an activity view (spikes x energy per
-spike).
+``ssnn-180nm`` is the analog circuit of paper 000: static power of always-on current-mode
+synapses, neurons and TBSC generators times the observation window, plus an activity view
+(spikes x energy per spike). A circuit runs only the SNN of the schemes it implements.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from spikecast.ir.graph import Network
-from spikecast.measure.counts import neuron_count, synapse_count
+from spikecast.energy.base import NetworkCounts
 
-
-@dataclass(frozen=True)
-class NetworkCounts:
-    """What a circuit instantiates: input generators, synapses and spiking neurons."""
-
-    n_inputs: int
-    n_synapses: int
-    n_neurons: int
-
-
-def network_counts(net: Network) -> NetworkCounts:
-    """Counts of ``net``: inputs = numel of one sample, synapses = connections
-    (:func:`spikecast.measure.counts.synapse_count`), neurons = hidden + output neurons."""
-    n_inputs = 1
-    for d in net.input_shape:
-        n_inputs *= d
-    return NetworkCounts(n_inputs, synapse_count(net), neuron_count(net))
-
-
-class EnergyModel(Protocol):
-    """A named hardware energy estimate per classification."""
-
-    name: str
-
-    def energy_per_classification_J(
-        self, n_inputs: int, n_synapses: int, n_neurons: int
-    ) -> float: ...
+if TYPE_CHECKING:
+    from spikecast.measure.opcounts import Workload
 
 
 @dataclass(frozen=True)
@@ -64,6 +36,7 @@ class CircuitEnergyModel:
     energy_per_spike_J: float
     window_s: float
     source: str
+    schemes: tuple[str, ...] = ("ssnn",)
 
     def __post_init__(self) -> None:
         for key in ("synapse_power_W", "neuron_power_W", "generator_power_W",
@@ -100,6 +73,20 @@ class CircuitEnergyModel:
             raise ValueError(f"spikes must be >= 0, got {spikes}")
         return spikes * self.energy_per_spike_J
 
+    def ann_energy_J(self, ann: Workload, counts: NetworkCounts) -> float | None:
+        """None: the circuit runs no ANN."""
+        return None
+
+    def snn_energy_J(
+        self, snn: Workload, counts: NetworkCounts, scheme: str | None = None
+    ) -> float | None:
+        """P(n_inputs, n_synapses, n_neurons) x the preset's window; None for a ``scheme``
+        the circuit does not implement."""
+        if scheme is not None and scheme not in self.schemes:
+            return None
+        return self.energy_per_classification_J(counts.n_inputs, counts.n_synapses,
+                                                counts.n_neurons)
+
 
 SSNN_180NM = CircuitEnergyModel(
     name="ssnn-180nm",
@@ -111,15 +98,3 @@ SSNN_180NM = CircuitEnergyModel(
     source="Nomura et al., An Energy Efficient Stochastic+Spiking Neural Network, "
     "Tables II-IV (0.18 um CMOS)",
 )
-
-ENERGY_PRESETS: dict[str, EnergyModel] = {SSNN_180NM.name: SSNN_180NM}
-
-
-def get_energy_model(name: str) -> EnergyModel:
-    """The preset ``name``; ``ValueError`` lists the known presets."""
-    try:
-        return ENERGY_PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown energy preset {name!r}; known: {', '.join(ENERGY_PRESETS)}"
-        ) from None

@@ -1,9 +1,13 @@
 """Save and load converted networks: one safetensors file, graph and scheme in its metadata.
 
-Layout: tensors ``ann.{i}.weight`` / ``ann.{i}.bias`` (the captured ANN, BN folded) and
-``snn.{i}.*`` (the normalized network); metadata key ``spikecast`` holds JSON with
-``format``, ``version``, ``scheme``, ``params``, ``input_shape``, ``layers`` (type and
-hyper-parameters per layer), ``names``, ``scales`` and free-form ``info``. No pickle.
+Layout (version 3): tensors ``ann.{i}.weight`` / ``ann.{i}.bias`` / ``ann.{i}.weights``
+(the captured ANN, BN folded); metadata key ``spikecast`` holds JSON with ``format``,
+``version``, ``scheme``, ``params`` (the recipe's), ``calibration`` (the recipe's frozen
+calibration record), ``input_shape``, ``layers`` (type and hyper-parameters per layer),
+``names``, ``sources`` and free-form ``info``. Loading rebuilds the model with
+``recipe.build(ann, calibration)``, a pure function, so it is identical to the saved one.
+Versions 1-2 stored the normalized network and its ``scales`` instead of a calibration; they
+still load (:meth:`~spikecast.schemes.base.Recipe.legacy_calibration`). No pickle.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -30,24 +34,28 @@ from spikecast.ir.graph import (
     Network,
     ReLU,
 )
-from spikecast.ir.normalize import Normalized
+
+if TYPE_CHECKING:
+    from spikecast.schemes.base import SpikingModel
 
 FORMAT = "spikecast-snn"
-VERSION = 2  # 2 added graphs with branches: Add / Concat layers and per-layer "sources"
-READABLE_VERSIONS = (1, 2)
+VERSION = 3  # 2: graphs with branches (Add / Concat, "sources"); 3: "calibration"
+READABLE_VERSIONS = (1, 2, 3)
 _POOLS = {"AvgPool2d": AvgPool2d, "MaxPool2d": MaxPool2d}
 _MERGES = {"Add": Add, "Concat": Concat}
 
 
 @dataclass
 class ConvertedFile:
-    """What a converted-network file holds."""
+    """What a converted-network file holds: ``calibration`` is the recipe's record
+    (``Calibration.to_dict()``); files of versions 1-2 have ``legacy_scales`` instead."""
 
     scheme: str
     params: dict[str, Any]
     ann: Network
-    normalized: Normalized
+    calibration: dict[str, Any] | None
     info: dict[str, Any] = field(default_factory=dict)
+    legacy_scales: tuple[float, ...] | None = None
 
 
 def _json_value(v: Any) -> Any:
@@ -88,7 +96,9 @@ def _tensors(prefix: str, net: Network) -> dict[str, torch.Tensor]:
 def save_converted(path: str | Path, conv: ConvertedFile) -> Path:
     """Write ``conv`` to ``path`` (conventionally ``*.spikecast``)."""
     path = Path(path)
-    ann, norm = conv.ann, conv.normalized.network
+    ann = conv.ann
+    if conv.calibration is None:
+        raise ValueError("save_converted needs the calibration record of the conversion")
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -98,12 +108,12 @@ def save_converted(path: str | Path, conv: ConvertedFile) -> Path:
         "names": list(ann.names),
         "layers": [_layer_spec(layer) for layer in ann.layers],
         "sources": [list(src) for src in ann.sources],
-        "scales": list(conv.normalized.scales),
+        "calibration": _json_value(conv.calibration),
         "info": _json_value(conv.info),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tensors = _tensors("ann", ann) | _tensors("snn", norm)
+    tensors = _tensors("ann", ann)
     save_file(tensors, str(tmp), {"spikecast": json.dumps(meta)})
     tmp.replace(path)
     return path
@@ -189,7 +199,28 @@ def load_converted(path: str | Path) -> ConvertedFile:
             f"this spikecast reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     ann = _build("ann", meta, tensors, path)
-    snn = _build("snn", meta, tensors, path)
-    return ConvertedFile(
-        meta["scheme"], meta["params"], ann, Normalized(snn, tuple(meta["scales"])), meta["info"]
-    )
+    if meta["version"] >= 3:
+        return ConvertedFile(meta["scheme"], meta["params"], ann, meta["calibration"],
+                             meta["info"])
+    return ConvertedFile(meta["scheme"], meta["params"], ann, None, meta["info"],
+                         tuple(float(s) for s in meta["scales"]))
+
+
+def load_network(path: str | Path) -> SpikingModel:
+    """The spiking model saved in ``path`` (see :func:`model_from_file`)."""
+    return model_from_file(load_converted(path), path)
+
+
+def model_from_file(conv: ConvertedFile, path: str | Path = "<file>") -> SpikingModel:
+    """The recipe rebuilt from the saved parameters, then ``recipe.build(ann, calibration)``."""
+    from spikecast.schemes.registry import get_recipe
+
+    recipe = get_recipe(conv.scheme, **conv.params)
+    try:
+        if conv.legacy_scales is not None:
+            calibration = recipe.legacy_calibration(conv.ann, conv.legacy_scales, conv.params)
+        else:
+            calibration = recipe.calibration_type.from_dict(conv.calibration)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad calibration for scheme {conv.scheme!r}: {exc}") from None
+    return recipe.build(conv.ann, calibration)

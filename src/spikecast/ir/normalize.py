@@ -11,6 +11,7 @@ largest input scale), so every branch arrives on the merged value's scale.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -110,3 +111,13 @@ def _subsample(v: torch.Tensor, limit: int = 10_000_000) -> torch.Tensor:
     if v.numel() <= limit:
         return v
     return v[:: -(-v.numel() // limit)]
+
+
+def apply_scales(net: Network, scales: tuple[float, ...], input_max: float = 1.0) -> Normalized:
+    """Rescale ``net`` with saved scales lambda_l (one per layer, as in
+    :attr:`Normalized.scales`): the same W, b and merge weights the measuring pass gave."""
+    if len(scales) != len(net.layers):
+        raise ValueError(f"{len(scales)} scales for a network of {len(net.layers)} layers")
+    if not all(s > 0 and math.isfinite(s) for s in scales):
+        raise ValueError(f"normalization scales must be finite and > 0, got {list(scales)}")
+    return _rescale(net, lambda i, _, __: scales[i], input_max)

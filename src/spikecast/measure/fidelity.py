@@ -16,19 +16,11 @@ the correlation is defined and the MAEs are None.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
 from spikecast.ir.graph import Network
-
-
-@runtime_checkable
-class ExposesLayerOutputs(Protocol):
-    """A spiking model that reports, for every synaptic stage in order, its estimate of the
-    ANN activation of that stage (ANN units, shape (batch, *out_shape))."""
-
-    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 @dataclass(frozen=True)

@@ -8,46 +8,19 @@ From a per-sample prediction trace P[b, k] (the readout at time point t_k, k = 0
 * accuracy at fraction f = accuracy of P[:, k_f], k_f the last point with t_k <= f t_{K-1}
   (None when no point lies that early).
 
-Schemes expose traces through :class:`ExposesPredictionTrace`; without a trace only the
-accuracy curve is available and :func:`accuracy_at_fractions` reads it.
+Every :class:`~spikecast.measure.result.SchemeResult` carries its trace.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
-from spikecast.measure.result import Curve
+from spikecast.measure.result import Curve, PredictionTrace
 
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass(frozen=True, eq=False)
-class PredictionTrace:
-    """Predicted class of every sample at every time point: ``predictions`` (B, K) at
-    ``times`` (K, increasing), in ``unit``."""
-
-    times: tuple[float, ...]
-    predictions: torch.Tensor
-    unit: str
-
-    def __post_init__(self) -> None:
-        if self.predictions.ndim != 2 or self.predictions.shape[1] != len(self.times):
-            raise ValueError(
-                f"predictions must be (samples, {len(self.times)} time points), got "
-                f"{tuple(self.predictions.shape)}"
-            )
-        if not self.times or any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
-            raise ValueError("times must be non-empty and strictly increasing")
-
-
-@runtime_checkable
-class ExposesPredictionTrace(Protocol):
-    """A spiking model that reports the readout at every time point of its curve."""
-
-    def prediction_trace(self, x: torch.Tensor) -> PredictionTrace: ...
 
 
 @dataclass(frozen=True)

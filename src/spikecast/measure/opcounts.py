@@ -19,8 +19,8 @@ An SNN's ACs are its synaptic events, which include connections with zero weight
 unpruned networks); a constant analog input is counted once, not once per step.
 
 For an SNN the counts come from the measurement core: a layer's ACs are the synaptic events
-(spikes x fan-out) of :class:`~spikecast.measure.counts.SchemeResult`; a first layer fed analog
-values (``extra["input_layer_macs"] > 0``, rate coding with constant current) does
+(spikes x fan-out) of :class:`~spikecast.measure.result.SchemeResult`; a first layer fed
+analog values (``analog_input_macs > 0``, rate coding with constant current) does
 nnz(x) x fan-out MACs once per sample (the current is constant over the window).
 """
 
@@ -160,16 +160,6 @@ def ann_workload(net: Network, x: torch.Tensor, *, batch_size: int = 512) -> Wor
     )
 
 
-def time_bins(result: SchemeResult) -> int | None:
-    """Clock steps of a clocked scheme (``extra["steps"]`` or ``extra["time_bins"]``), else
-    None (event-driven)."""
-    for key in ("steps", "time_bins"):
-        value = result.extra.get(key)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def snn_workload(net: Network, result: SchemeResult, x: torch.Tensor | None = None) -> Workload:
     """Counts of a simulated SNN from its :class:`SchemeResult` (see module docstring).
 
@@ -182,9 +172,9 @@ def snn_workload(net: Network, result: SchemeResult, x: torch.Tensor | None = No
             f"scheme {result.scheme!r} reports layers {[la.name for la in result.layers]} but "
             f"the network's synaptic layers and populations are {[s.name for s in stages]}"
         )
-    bins = time_bins(result)
+    bins = result.time_steps
     passes = bins or 1
-    analog = _input_fed(net) if float(result.extra.get("input_layer_macs", 0) or 0) > 0 else {}
+    analog = _input_fed(net) if result.analog_input_macs > 0 else set()
     acts = None
     if analog and x is not None and len(x):
         with torch.no_grad():

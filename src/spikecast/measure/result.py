@@ -1,21 +1,25 @@
-"""The results record every scheme returns, and the ``results.json`` contract."""
+"""The typed record every scheme's evaluation returns, and the ``results.json`` contract.
+
+Every count is a per-sample mean. The accuracy curve is computed from the prediction trace
+(``trace.predictions[b, k]`` = sample b's readout at time point k), never stored twice:
+
+    curve_k = mean_b [trace.predictions[b, k] == labels[b]]
+    accuracy = mean_b [predictions[b] == labels[b]]   (the final readout)
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from spikecast.measure.latency import PredictionTrace
 
-
-@dataclass
+@dataclass(frozen=True)
 class LayerStats:
-    """Per-sample activity of one neuron population (or the input encoder)."""
+    """Per-sample activity of one synaptic layer or neuron population."""
 
     name: str
     neurons: int
@@ -31,9 +35,7 @@ class LayerStats:
         return asdict(self) | {"spikes_per_neuron": self.spikes_per_neuron}
 
 
-
-
-@dataclass
+@dataclass(frozen=True)
 class Curve:
     """Accuracy after each point of a sweep (time step, time, spikes or operations)."""
 
@@ -42,23 +44,84 @@ class Curve:
     accuracy: list[float]
 
 
-@dataclass
-class SchemeResult:
-    """What one scheme achieved on a set of samples; every count is a per-sample mean.
+@dataclass(frozen=True, eq=False)
+class PredictionTrace:
+    """Predicted class of every sample at every time point: ``predictions`` (B, K) at
+    ``times`` (K, increasing), in ``unit``."""
 
-    ``trace`` holds every sample's readout at every point of ``curve`` (kept in memory for
-    the latency report, not written to results files).
+    times: tuple[float, ...]
+    predictions: torch.Tensor
+    unit: str
+
+    def __post_init__(self) -> None:
+        if self.predictions.ndim != 2 or self.predictions.shape[1] != len(self.times):
+            raise ValueError(
+                f"predictions must be (samples, {len(self.times)} time points), got "
+                f"{tuple(self.predictions.shape)}"
+            )
+        if not self.times or any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+            raise ValueError("times must be non-empty and strictly increasing")
+
+
+@dataclass(frozen=True)
+class CumulativeCounts:
+    """Exact per-sample means up to each time point of the trace: spikes per neuron and
+    synaptic updates (schemes without them get linear interpolations in the report)."""
+
+    spikes_per_neuron: tuple[float, ...]
+    synaptic_updates: tuple[float, ...]
+
+
+class SchemeDetails(Protocol):
+    """Scheme-specific typed figures of a result (e.g. the SSNN circuit's power)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class SchemeResult:
+    """What one scheme achieved on labelled samples.
+
+    ``predictions`` is the final readout, ``trace`` the readout at every time point;
+    ``time_steps`` the clock steps of a clocked scheme (None: event-driven);
+    ``analog_input_macs`` the dense MACs per sample of the layers fed the analog input
+    (0 when the input arrives as spikes); ``input_spikes`` the input spikes per sample.
     """
 
     scheme: str
-    accuracy: float
-    n_samples: int
-    layers: list[LayerStats]
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    trace: PredictionTrace
+    layers: tuple[LayerStats, ...]
     ann_macs: int
-    curve: Curve | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    trace: PredictionTrace | None = field(default=None, repr=False, compare=False)
+    time_steps: int | None = None
+    analog_input_macs: int = 0
+    input_spikes: float = 0.0
+    cumulative: CumulativeCounts | None = None
+    details: SchemeDetails | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.predictions.shape != (n,) or self.trace.predictions.shape[0] != n:
+            raise ValueError(
+                f"{n} labels, predictions {tuple(self.predictions.shape)}, trace "
+                f"{tuple(self.trace.predictions.shape)}"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.labels)
+
+    @property
+    def accuracy(self) -> float:
+        return accuracy(self.predictions, self.labels)
+
+    @property
+    def curve(self) -> Curve:
+        """Accuracy at every time point of the trace."""
+        hits = (self.trace.predictions == self.labels.unsqueeze(1)).double()
+        return Curve(self.trace.unit, list(self.trace.times), hits.mean(0).tolist())
 
     @property
     def neurons(self) -> int:
@@ -85,10 +148,14 @@ class SchemeResult:
             "neurons": self.neurons,
             "synaptic_events": self.synaptic_events,
             "ann_macs": self.ann_macs,
+            "time_steps": self.time_steps,
+            "analog_input_macs": self.analog_input_macs,
+            "input_spikes": self.input_spikes,
             "layers": [layer.to_dict() for layer in self.layers],
-            "curve": None if self.curve is None else asdict(self.curve),
+            "curve": asdict(self.curve),
+            "cumulative": None if self.cumulative is None else asdict(self.cumulative),
             "params": self.params,
-            **self.extra,
+            "details": None if self.details is None else self.details.to_dict(),
         }
 
 

@@ -19,18 +19,18 @@ import torch
 from torch import nn
 
 from spikecast.datasets.loaders import Dataset
-from spikecast.energy.circuit import network_counts
-from spikecast.energy.presets import InferenceEnergy, all_presets, estimate_energy
+from spikecast.energy.base import EnergyPreset, network_counts
+from spikecast.energy.presets import all_presets, estimate_energy
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
 from spikecast.measure.fidelity import layer_fidelity
-from spikecast.measure.latency import accuracy_at_fractions, latency
+from spikecast.measure.latency import latency
 from spikecast.measure.opcounts import Workload, ann_workload, connection_sparsity, footprint_bytes
 from spikecast.measure.opcounts import snn_workload as count_snn
 from spikecast.measure.result import RunResults, SchemeResult, accuracy
-from spikecast.report.adapters import LayerProbe, probe_layers, scheme_readouts
-from spikecast.schemes import RECIPES, convert, get_recipe
+from spikecast.report.adapters import LayerProbe, probe_layers
+from spikecast.schemes import convert, get_recipe, scheme_names
 from spikecast.schemes.base import SpikingModel
 
 HISTOGRAM_BINS = 20
@@ -41,20 +41,21 @@ class CompareConfig:
     """What to compare and how: scheme names and their recipe parameters, test samples
     (``limit`` None = all), calibration and fidelity subset sizes, energy presets."""
 
-    schemes: tuple[str, ...] = tuple(RECIPES)
+    schemes: tuple[str, ...] = field(default_factory=scheme_names)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     limit: int | None = None
     calib_samples: int = 2000
     fidelity_samples: int = 64
     batch_size: int = 256
     seed: int = 0
-    presets: dict[str, InferenceEnergy] = field(default_factory=all_presets)
+    presets: dict[str, EnergyPreset] = field(default_factory=all_presets)
     progress: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.schemes if s not in RECIPES]
+        known = scheme_names()
+        unknown = [s for s in self.schemes if s not in known]
         if unknown or not self.schemes:
-            raise ValueError(f"unknown schemes {unknown}; known: {', '.join(RECIPES)}")
+            raise ValueError(f"unknown schemes {unknown}; known: {', '.join(known)}")
         extra = set(self.params) - set(self.schemes)
         if extra:
             raise ValueError(f"parameters given for schemes not compared: {sorted(extra)}")
@@ -86,23 +87,20 @@ def _curves(result: SchemeResult, work: Workload) -> dict[str, Any]:
         return {}
     end = curve.x[-1]
     frac = [t / end for t in curve.x]
-    exact_spikes = result.extra.get("accuracy_vs_spikes")
-    exact_ops = result.extra.get("accuracy_vs_updates")
-    spikes = (exact_spikes["spikes_per_neuron"] if exact_spikes
+    exact = result.cumulative
+    spikes = (list(exact.spikes_per_neuron) if exact
               else [result.spikes_per_neuron * f for f in frac])
-    ops = ([work.effective_macs + u for u in exact_ops["synaptic_updates"]] if exact_ops
+    ops = ([work.effective_macs + u for u in exact.synaptic_updates] if exact
            else [work.effective_macs + work.effective_acs * f for f in frac])
     return {
         "time": {"x_label": curve.x_label, "x": curve.x, "fraction": frac,
                  "accuracy": curve.accuracy},
-        "spikes": {"x": spikes, "accuracy": curve.accuracy, "exact": bool(exact_spikes)},
-        "ops": {"x": ops, "accuracy": curve.accuracy, "exact": bool(exact_ops)},
+        "spikes": {"x": spikes, "accuracy": curve.accuracy, "exact": exact is not None},
+        "ops": {"x": ops, "accuracy": curve.accuracy, "exact": exact is not None},
     }
 
 
-def _firing(probe: LayerProbe | None, names: list[str]) -> list[dict[str, Any]]:
-    if probe is None or probe.counts is None:
-        return []
+def _firing(probe: LayerProbe, names: list[str]) -> list[dict[str, Any]]:
     out = []
     for name, counts in zip(names, probe.counts, strict=True):
         per_neuron = counts.mean(0).numpy()
@@ -117,23 +115,13 @@ def _scheme_entry(
     x: torch.Tensor, y: torch.Tensor, ann_work: Workload, n_classes: int, cfg: CompareConfig,
 ) -> dict[str, Any]:
     work = count_snn(net, result, x)
-    reads = scheme_readouts(snn, result, x)
-    if reads is not None:
-        lat: dict[str, Any] = latency(reads.trace, y).to_dict()
-        confusion = confusion_matrix(reads.final, y, n_classes)
-    else:
-        curve = result.curve if result.curve is not None and result.curve.x else None
-        lat = {"mean": None, "median": None, "p95": None,
-               "unit": curve.x_label if curve else None,
-               "window": curve.x[-1] if curve else None,
-               "accuracy_at": accuracy_at_fractions(curve) if curve else {}}
-        confusion = None
+    lat = latency(result.trace, y).to_dict()
+    confusion = confusion_matrix(result.predictions, y, n_classes)
     sub = x[: cfg.fidelity_samples]
     probe = probe_layers(snn, sub)
     names = [s.name for s in net.stages() if s.population]
-    fidelity = ([f.to_dict() for f in layer_fidelity(net, sub, probe.outputs,
-                                                     scaled=probe.scaled)]
-                if probe is not None and probe.outputs is not None else [])
+    fidelity = [f.to_dict() for f in layer_fidelity(net, sub, probe.outputs,
+                                                    scaled=probe.scaled)]
     counts = network_counts(net)
     return result.to_dict() | {
         "effective_acs": work.effective_acs,

@@ -1,77 +1,194 @@
-"""The recipe protocol every coding scheme implements, and the converter's fixed phases."""
+"""What every coding scheme implements, the converter's fixed phases and the one evaluate loop.
+
+A scheme is a :class:`Recipe` (its parameters) that
+
+1. ``calibrate(net, calib_x) -> Calibration``: every value the conversion takes from data
+   (normalization scales, thresholds, currents), as a frozen record saved with the network;
+2. ``build(net, calibration) -> SpikingModel``: a pure function of the captured network and
+   that record (the same inputs always give the same model).
+
+A :class:`SpikingModel` implements only how one batch is simulated
+(:meth:`SpikingModel.simulate_batch`, counting into a scheme-specific :class:`Tally`);
+:meth:`SpikingModel.evaluate` does the rest for every scheme: input checks, batching,
+progress, the prediction trace and the typed :class:`~spikecast.measure.result.SchemeResult`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
-from torch import nn
+from rich.progress import Progress
 
 from spikecast.checks import require_finite
-from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Network
-from spikecast.ir.normalize import Normalized
-from spikecast.measure.result import SchemeResult
+from spikecast.measure.counts import ann_macs
+from spikecast.measure.result import (
+    CumulativeCounts,
+    LayerStats,
+    PredictionTrace,
+    SchemeDetails,
+    SchemeResult,
+)
+
+C = TypeVar("C", bound="Calibration")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Base of every scheme's calibration record: frozen, JSON-able fields (floats and
+    tuples of floats), written into the ``.spikecast`` file."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], data: Any) -> C:
+        """Rebuild from :meth:`to_dict`; a missing, unknown or ill-typed field is a
+        ``ValueError`` naming it."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or set(data) != set(names):
+            raise ValueError(f"{cls.__name__} needs exactly the fields {names}, got {data!r}")
+        return cls(**{k: _frozen(v) for k, v in data.items()})
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a finished :class:`Tally` reports (per-sample means), besides the trace."""
+
+    layers: tuple[LayerStats, ...]
+    time_steps: int | None = None
+    analog_input_macs: int = 0
+    input_spikes: float = 0.0
+    cumulative: CumulativeCounts | None = None
+    details: SchemeDetails | None = None
+
+
+class Tally(Protocol):
+    """A scheme's counters for one evaluation; ``summary(n)`` turns them into means."""
+
+    def summary(self, n_samples: int) -> Summary: ...
 
 
 class SpikingModel(ABC):
-    """A converted network ready to simulate; ``evaluate`` measures it on labelled data."""
+    """A converted network: ``ann`` (the captured network), the ``recipe`` and the
+    ``calibration`` it was built from; ``evaluate`` measures it on labelled data."""
 
     scheme: ClassVar[str]
 
+    def __init__(self, recipe: Recipe, ann: Network, calibration: Calibration) -> None:
+        self.recipe = recipe
+        self.ann = ann
+        self.calibration = calibration
+
+    count_label: ClassVar[str] = "spikes per neuron"
+
     @abstractmethod
+    def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Spikes of every neuron of every population on ``x``, (batch, *shape) each, in
+        network order (what ``count_label`` says they are)."""
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor] | None:
+        """Every population's estimate of its ANN activation in ANN units, or None when
+        the scheme's outputs are known only up to a scale (the default)."""
+        return None
+
+    @abstractmethod
+    def time_points(self) -> tuple[tuple[float, ...], str]:
+        """The times at which the readout is traced, and their unit."""
+
+    @abstractmethod
+    def new_tally(self) -> Tally:
+        """Fresh counters for one evaluation."""
+
+    @abstractmethod
+    def simulate_batch(self, x: torch.Tensor, tally: Tally) -> tuple[torch.Tensor, torch.Tensor]:
+        """Simulate the batch ``x``, add its counts to ``tally`` and return the readout at
+        every time point (B, K) and the final readout (B,)."""
+
     def evaluate(
         self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
     ) -> SchemeResult:
-        """Simulate every sample of ``x`` and compare the readout with ``y``."""
+        """Simulate every sample of ``x`` in batches and compare the readout with ``y``."""
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+        if len(x) == 0:
+            raise ValueError("nothing to evaluate: x holds no samples")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        require_finite(x)
+        times, unit = self.time_points()
+        tally = self.new_tally()
+        traces, finals = [], []
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(f"{self.scheme} SNN", total=len(x))
+            for start in range(0, len(x), batch_size):
+                xb = x[start : start + batch_size]
+                trace, final = self.simulate_batch(xb, tally)
+                traces.append(trace.cpu().long())
+                finals.append(final.cpu().long())
+                bar.advance(task, len(xb))
+        summary = tally.summary(len(x))
+        return SchemeResult(
+            scheme=self.scheme,
+            labels=y.cpu().long(),
+            predictions=torch.cat(finals),
+            trace=PredictionTrace(times, torch.cat(traces), unit),
+            layers=summary.layers,
+            ann_macs=ann_macs(self.ann),
+            params=self.recipe.params(),
+            time_steps=summary.time_steps,
+            analog_input_macs=summary.analog_input_macs,
+            input_spikes=summary.input_spikes,
+            cumulative=summary.cumulative,
+            details=summary.details,
+        )
+
+    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
+        """Write the network, scheme, parameters and calibration to one ``.spikecast`` file."""
+        from spikecast.io.snnfile import ConvertedFile, save_converted
+
+        conv = ConvertedFile(self.scheme, self.recipe.params(), self.ann,
+                             self.calibration.to_dict(), info or {})
+        return save_converted(path, conv)
 
 
 class Recipe(ABC):
-    """A coding scheme: how to calibrate and normalize an ANN and what replaces its neurons."""
+    """A coding scheme's parameters and its two conversion phases (see module docstring).
+
+    Recipes are frozen dataclasses; enum fields accept their string values."""
 
     name: ClassVar[str]
+    calibration_type: ClassVar[type[Calibration]]
 
     @abstractmethod
-    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
-        """Calibrate on ``calib_x`` (if the scheme uses data) and rescale the weights."""
+    def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> Calibration:
+        """Every data-dependent value of the conversion of ``net``."""
 
     @abstractmethod
-    def replace(self, normalized: Normalized, ann: Network) -> SpikingModel:
-        """Build the spiking model from the normalized network (``ann`` is the original)."""
+    def build(self, net: Network, calibration: Calibration) -> SpikingModel:
+        """The spiking model of ``net`` under ``calibration`` (pure)."""
+
+    @abstractmethod
+    def legacy_calibration(
+        self, net: Network, scales: tuple[float, ...], params: dict[str, Any]
+    ) -> Calibration:
+        """The calibration of a version-1/2 file, which stored normalization scales."""
 
     def params(self) -> dict[str, Any]:
-        """The recipe's parameters, for results files."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-
-def convert(
-    model: nn.Module | Network,
-    recipe: Recipe,
-    calib_x: torch.Tensor | None = None,
-    input_shape: tuple[int, ...] | None = None,
-) -> SpikingModel:
-    """Convert ``model`` with ``recipe``: trace -> fold BN -> calibrate -> normalize -> replace.
-
-    ``model`` is either a PyTorch module (traced with ``input_shape``, or the shape of
-    ``calib_x``'s samples) or an already captured :class:`Network`. The model is not mutated.
-    Inputs must lie in [0, 1].
-    """
-    if calib_x is not None:
-        require_finite(calib_x, "calibration inputs")
-    if calib_x is not None and calib_x.numel() and float(calib_x.min()) < 0:
-        raise ValueError(
-            f"calibration inputs reach {float(calib_x.min()):.4g}; spikecast assumes inputs in "
-            "[0, 1] (input coding, normalization and the captured graph rely on it): rescale "
-            "them, e.g. x = (x - min) / (max - min)"
-        )
-    if isinstance(model, Network):
-        net = model
-    else:
-        if input_shape is None:
-            if calib_x is None:
-                raise ValueError("convert needs input_shape or calib_x to trace the model")
-            input_shape = tuple(calib_x.shape[1:])
-        net = capture(model, input_shape)
-    normalized = recipe.normalize(net, calib_x)
-    return recipe.replace(normalized, net)
+        """The recipe's parameters (enums as their values), for results and files."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}

@@ -265,8 +265,9 @@ def _read_chain(graph: nir.NIRGraph) -> tuple[Network, float]:
 def _recipe(
     meta: dict[str, Any], theta: float, overrides: dict[str, Any]
 ) -> RateRecipe:
-    params: dict[str, Any] = {"normalization": "none", "reset": "zero"}
-    params |= meta.get("recipe", {})
+    params: dict[str, Any] = {"reset": "zero"}
+    # the graph holds normalized weights: spikecast's own recorded normalization is done
+    params |= meta.get("recipe", {}) | {"normalization": "none"}
     recorded = params.get("threshold")
     if recorded is None or np.float32(recorded) != np.float32(theta):
         params["threshold"] = theta
@@ -303,4 +304,4 @@ def read_nir(
     net, theta = _read_chain(graph) if _is_chain(graph) else read_dag(graph, spikecast_threshold)
     meta = load_meta(graph, "graph")
     recipe = _recipe(meta, theta, {"steps": steps, "input_coding": input_coding, "seed": seed})
-    return RateModel(net, recipe)
+    return recipe.build(net, recipe.calibrate(net, None))

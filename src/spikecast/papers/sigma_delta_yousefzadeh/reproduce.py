@@ -85,8 +85,10 @@ def weight_count(net: Network) -> int:
 
 def updates_to_reach(result: SchemeResult, target: float) -> float | None:
     """Mean cumulative synaptic updates at the first time point with accuracy >= target."""
-    curve = result.extra["accuracy_vs_updates"]
-    for updates, acc in zip(curve["synaptic_updates"], curve["accuracy"], strict=True):
+    if result.cumulative is None:
+        raise ValueError(f"scheme {result.scheme!r} reports no cumulative synaptic updates")
+    for updates, acc in zip(result.cumulative.synaptic_updates, result.curve.accuracy,
+                            strict=True):
         if acc >= target:
             return float(updates)
     return None
@@ -105,7 +107,7 @@ def _sigma_delta_rows(
     rows, details = [], {}
     for spec in specs:
         recipe = SigmaDeltaRecipe(theta=spec)
-        snn = recipe.replace(recipe.normalize(net, calib_x), net)
+        snn = recipe.build(net, recipe.calibrate(net, calib_x))
         name = label(spec)
         log(f"{model_name}: Q-ANN and event-driven SNN at theta={name}")
         qann_acc = snn.qann_accuracy(x, y)
@@ -117,10 +119,10 @@ def _sigma_delta_rows(
             "scheme": "sigma-delta", **common, "accuracy": res.accuracy,
             "spikes_per_neuron": res.spikes_per_neuron,
             "synaptic_updates": res.synaptic_events,
-            "positive_spikes": res.extra["positive_spikes"],
-            "negative_spikes": res.extra["negative_spikes"],
-            "pool_messages": res.extra["pool_messages"],
-            "input_spikes": res.extra["input_spikes"],
+            "positive_spikes": res.details.positive_spikes,
+            "negative_spikes": res.details.negative_spikes,
+            "pool_messages": res.details.pool_messages,
+            "input_spikes": res.input_spikes,
             "synaptic_updates_to_ann_accuracy": reach,
             "synaptic_updates_to_final_accuracy": updates_to_reach(res, res.accuracy),
         })
@@ -150,8 +152,8 @@ def _with_up_rates(ft: FinetuneConfig, net: Network, calib_x: torch.Tensor) -> F
         return ft
     theta = ft.theta if isinstance(ft.theta, (int, float)) else (*ft.theta, 1.0)
     recipe = SigmaDeltaRecipe(theta=theta, input_threshold=ft.input_threshold)
-    thetas = recipe.normalize(net, None)
-    rates = measure_up_rates(recipe.replace(thetas, net), calib_x[:UP_FRAMES])
+    rates = measure_up_rates(recipe.build(net, recipe.calibrate(net, None)),
+                             calib_x[:UP_FRAMES])
     return replace(ft, up=rates)
 
 

@@ -83,14 +83,14 @@ class Reproduction:
 def _reproduction(name: str, ann_acc: float, res: SchemeResult, paper: dict[str, Any],
                   details: dict[str, Any]) -> Reproduction:
     return Reproduction(
-        name, ann_acc, res.accuracy, res.extra["power_W"],
-        res.extra["energy_per_classification_J"], res.extra["activity_energy_J"],
+        name, ann_acc, res.accuracy, res.details.power_W,
+        res.details.energy_per_classification_J, res.details.activity_energy_J,
         res.spikes_per_neuron, paper,
         details | {
             "n_samples": res.n_samples,
-            "silent_samples": res.extra["silent_samples"],
+            "silent_samples": res.details.silent_samples,
             "spikes_per_layer": {layer.name: layer.spikes for layer in res.layers},
-            "i_unit_A": res.extra["i_unit_A"],
+            "i_unit_A": list(res.details.i_unit_A),
             "curve": {"time_us": res.curve.x, "accuracy": res.curve.accuracy},
             "params": res.params,
         },

@@ -8,16 +8,15 @@ Simulation: :mod:`spikecast.schemes.rate.sim`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from spikecast.choice import Choice
 from spikecast.ir.graph import Network
-from spikecast.ir.normalize import Normalized, data_based, model_based
-from spikecast.schemes.base import Recipe
+from spikecast.ir.normalize import apply_scales, data_based, model_based
+from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.rate.model import RateModel
 from spikecast.schemes.rate.neuron import IFParams, Reset
 from spikecast.schemes.rate.sim import (
@@ -35,6 +34,13 @@ class Normalization(Choice):
 
 
 @dataclass(frozen=True)
+class RateCalibration(Calibration):
+    """The normalization scale lambda_l of every layer's output (1.0: unscaled)."""
+
+    scales: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class RateRecipe(Recipe):
     """Rate coding with IF neurons over ``steps`` clock steps.
 
@@ -44,6 +50,7 @@ class RateRecipe(Recipe):
     """
 
     name: ClassVar[str] = "rate"
+    calibration_type: ClassVar[type[Calibration]] = RateCalibration
 
     steps: int = 64
     normalization: Normalization = Normalization.DATA
@@ -77,11 +84,7 @@ class RateRecipe(Recipe):
     def neuron(self) -> IFParams:
         return IFParams(self.threshold, self.reset)
 
-    def params(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
-
-    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
+    def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> RateCalibration:
         """lambda_l from ``calib_x`` (data), from the weights (model), or 1 (none)."""
         if self.normalization is Normalization.DATA:
             if calib_x is None:
@@ -89,10 +92,17 @@ class RateRecipe(Recipe):
                     "rate recipe: normalization='data' needs calibration inputs (calib_x); "
                     "pass them or use normalization='model' or 'none'"
                 )
-            return data_based(net, calib_x, self.percentile)
+            return RateCalibration(data_based(net, calib_x, self.percentile).scales)
         if self.normalization is Normalization.MODEL:
-            return model_based(net)
-        return Normalized(net, tuple(1.0 for _ in net.layers))
+            return RateCalibration(model_based(net).scales)
+        return RateCalibration(tuple(1.0 for _ in net.layers))
 
-    def replace(self, normalized: Normalized, ann: Network) -> RateModel:
-        return RateModel(normalized.network, self, ann=ann, scales=normalized.scales)
+    def build(self, net: Network, calibration: Calibration) -> RateModel:
+        if not isinstance(calibration, RateCalibration):
+            raise ValueError(f"rate recipe: expected a RateCalibration, got {calibration!r}")
+        return RateModel(self, net, calibration, apply_scales(net, calibration.scales))
+
+    def legacy_calibration(
+        self, net: Network, scales: tuple[float, ...], params: dict[str, Any]
+    ) -> RateCalibration:
+        return RateCalibration(scales)

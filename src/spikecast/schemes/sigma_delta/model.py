@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
+from spikecast.choice import Choice
 from spikecast.ir.graph import Network
-from spikecast.measure.counts import ann_macs, layer_macs
-from spikecast.measure.latency import PredictionTrace
-from spikecast.measure.result import Curve, LayerStats, SchemeResult
-from spikecast.schemes.base import SpikingModel
+from spikecast.measure.counts import layer_macs
+from spikecast.measure.result import CumulativeCounts, LayerStats
+from spikecast.schemes.base import Calibration, SpikingModel, Summary
 from spikecast.schemes.sigma_delta.encoding import check_input
 from spikecast.schemes.sigma_delta.program import Program, build_program, population_stages
 from spikecast.schemes.sigma_delta.qann import qann_predict
@@ -25,23 +24,43 @@ if TYPE_CHECKING:
     from spikecast.schemes.sigma_delta.recipe import SigmaDeltaRecipe
 
 
-class SimMode(str, Enum):
+class SimMode(Choice):
     """``event``: exact asynchronous kernel; ``timeslice``: batched torch slices."""
 
     EVENT = "event"
     TIMESLICE = "timeslice"
 
 
+@dataclass(frozen=True)
+class SigmaDeltaDetails:
+    """Per-sample means: the thetas, positive and negative spikes (in all and per
+    population), max-pool messages and synaptic updates."""
+
+    thresholds: tuple[float, ...]
+    positive_spikes: float
+    negative_spikes: float
+    positive_spikes_per_layer: tuple[float, ...]
+    negative_spikes_per_layer: tuple[float, ...]
+    pool_messages: float
+    synaptic_updates: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
 class SigmaDeltaModel(SpikingModel):
     """A network of sigma-delta neurons with one theta per population."""
 
     scheme: ClassVar[str] = "sigma-delta"
+    count_label: ClassVar[str] = "|net signed spikes| per neuron"
+    recipe: SigmaDeltaRecipe
 
-    def __init__(self, network: Network, thetas: tuple[float, ...], recipe: SigmaDeltaRecipe):
-        self.network = network
+    def __init__(self, recipe: SigmaDeltaRecipe, ann: Network, calibration: Calibration,
+                 thetas: tuple[float, ...]) -> None:
+        super().__init__(recipe, ann, calibration)
+        self.network = ann
         self.thetas = thetas
-        self.recipe = recipe
-        self.program: Program = build_program(network, thetas)
+        self.program: Program = build_program(ann, thetas)
 
     def simulator(self) -> EventSimulator | TimeSliceSimulator:
         r = self.recipe
@@ -51,27 +70,21 @@ class SigmaDeltaModel(SpikingModel):
         return TimeSliceSimulator(self.program, r.rule, r.input_threshold, r.delay,
                                   r.time_points, r.device)
 
-    def simulate(self, x: torch.Tensor, *, batch_size: int = 256, progress: bool = False
-                 ) -> SimRecord:
+    def simulate(self, x: torch.Tensor) -> SimRecord:
         """Run every frame of ``x`` through the configured simulator."""
         if len(x) == 0:
             raise ValueError("sigma-delta: no frames to simulate (x is empty)")
         check_input(x, self.recipe.input_threshold)
         sim = self.simulator()
         if isinstance(sim, TimeSliceSimulator):
-            return sim.run(x, batch_size=batch_size)
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("sigma-delta SNN (event-driven)", total=len(x))
-            return sim.run(x, chunk=max(batch_size, 500),
-                           progress=lambda done: bar.update(task, completed=done))
+            return sim.run(x, batch_size=len(x))
+        return sim.run(x, chunk=len(x))
 
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """State of every node after one frame (event-driven)."""
         r = self.recipe
         return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
                               r.time_points).final_state(frame)
-
-    count_label: ClassVar[str] = "|net signed spikes| per neuron"
 
     def _final_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Signed spike count of every neuron of every population after each frame."""
@@ -93,56 +106,55 @@ class SigmaDeltaModel(SpikingModel):
         pred = qann_predict(self.network, x, self.thetas, self.recipe.input_threshold)
         return float((pred == y).double().mean())
 
-    def evaluate(
-        self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
-    ) -> SchemeResult:
-        """Accuracy at every time point, spikes, synaptic updates; see module docstring."""
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
-        rec = self.simulate(x, batch_size=batch_size, progress=progress)
-        return self.result(rec, y)
+    def time_points(self) -> tuple[tuple[float, ...], str]:
+        sim = self.simulator()
+        return tuple(float(t) for t in sim.grid + sim.hops * sim.delay), "time (TU)"
 
-    def result(self, rec: SimRecord, y: torch.Tensor) -> SchemeResult:
-        """Turn a simulation record of labelled frames into a :class:`SchemeResult`."""
-        labels = y.cpu().numpy()
-        n = len(labels)
-        acc_at = (rec.pred_at == labels[:, None]).mean(0) if n else np.full(len(rec.times), np.nan)
-        pops = self.program.populations()
-        stages = population_stages(self.network)
-        layers = [
+    def new_tally(self) -> SigmaDeltaTally:
+        return SigmaDeltaTally(self)
+
+    def simulate_batch(  # type: ignore[override]
+        self, x: torch.Tensor, tally: SigmaDeltaTally
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of frames; the final readout is taken after every event has settled."""
+        rec = self.simulate(x)
+        tally.records.append(rec)
+        return torch.as_tensor(rec.pred_at), torch.as_tensor(rec.final_pred)
+
+
+class SigmaDeltaTally:
+    """The simulation records of an evaluation's batches (see module docstring of
+    :mod:`spikecast.schemes.sigma_delta.recipe` for the counting conventions)."""
+
+    def __init__(self, model: SigmaDeltaModel) -> None:
+        self.model = model
+        self.records: list[SimRecord] = []
+
+    def summary(self, n_samples: int) -> Summary:
+        rec = SimRecord.concat(self.records)
+        model = self.model
+        pops = model.program.populations()
+        stages = population_stages(model.network)
+        layers = tuple(
             LayerStats(
                 s.name, s.neurons, float((rec.pos[:, m] + rec.neg[:, m]).mean()),
                 float(rec.updates_in[:, m].mean()), layer_macs(s.layer, s.in_shape, s.out_shape),
             )
             for s, m in zip(stages, pops, strict=True)
-        ]
-        neurons = sum(s.neurons for s in stages)
-        mean_spikes = rec.spikes_at.mean(0) / neurons
-        mean_updates = rec.updates_at.mean(0)
-        acc = [float(a) for a in acc_at]
-        final = float((rec.final_pred == labels).mean()) if n else float("nan")
-        return SchemeResult(
-            scheme=self.scheme,
-            accuracy=final,
-            n_samples=n,
-            layers=layers,
-            ann_macs=ann_macs(self.network),
-            curve=Curve("time (TU)", [float(t) for t in rec.times], acc),
-            params=self.recipe.params(),
-            trace=PredictionTrace(tuple(float(t) for t in rec.times),
-                                  torch.as_tensor(rec.pred_at), "time (TU)"),
-            extra={
-                "thresholds": list(self.thetas),
-                "positive_spikes": float(rec.pos.sum(1).mean()),
-                "negative_spikes": float(rec.neg.sum(1).mean()),
-                "positive_spikes_per_layer": [float(rec.pos[:, m].mean()) for m in pops],
-                "negative_spikes_per_layer": [float(rec.neg[:, m].mean()) for m in pops],
-                "input_spikes": float(rec.input_spikes.mean()),
-                "pool_messages": float(rec.pool_msgs.sum(1).mean()),
-                "synaptic_updates": float(rec.updates.sum(1).mean()),
-                "accuracy_vs_spikes": {"spikes_per_neuron": mean_spikes.tolist(),
-                                       "accuracy": acc},
-                "accuracy_vs_updates": {"synaptic_updates": mean_updates.tolist(),
-                                        "accuracy": acc},
-            },
         )
+        neurons = sum(s.neurons for s in stages)
+        details = SigmaDeltaDetails(
+            thresholds=model.thetas,
+            positive_spikes=float(rec.pos.sum(1).mean()),
+            negative_spikes=float(rec.neg.sum(1).mean()),
+            positive_spikes_per_layer=tuple(float(rec.pos[:, m].mean()) for m in pops),
+            negative_spikes_per_layer=tuple(float(rec.neg[:, m].mean()) for m in pops),
+            pool_messages=float(rec.pool_msgs.sum(1).mean()),
+            synaptic_updates=float(rec.updates.sum(1).mean()),
+        )
+        cumulative = CumulativeCounts(
+            tuple((rec.spikes_at.mean(0) / neurons).tolist()),
+            tuple(rec.updates_at.mean(0).tolist()),
+        )
+        return Summary(layers=layers, input_spikes=float(rec.input_spikes.mean()),
+                       cumulative=cumulative, details=details)

@@ -3,14 +3,13 @@ communicate their quantized ReLU output with signed spikes of value +-theta, fed
 1-bit intensity-to-delay input, simulated exactly event by event.
 
 No weight normalization: the ANN's weights and biases are used as they are and the scale
-is set by the quantization level theta_l of each population (``Normalized.scales[i]`` is
-the theta of layer i's output, carried from a layer's first source through every other
-layer; 1.0 for the input). Networks may be DAGs (Add, Concat): see
-:mod:`spikecast.schemes.sigma_delta.program` for how layers between populations are composed.
+is set by the quantization level theta_l of each population (the calibration record).
+Networks may be DAGs (Add, Concat): see :mod:`spikecast.schemes.sigma_delta.program` for
+how layers between populations are composed.
 
 Counting conventions (per frame): neurons = the populations (stages followed by a ReLU, and
 the output; max-pool units are not neurons, their +-theta messages are
-``extra["pool_messages"]``); spikes per neuron = (positive + negative spikes of those
+``details.pool_messages``); spikes per neuron = (positive + negative spikes of those
 neurons) / neurons; synaptic updates = every spike, input spike and pool message x its
 composed fan-out, reported per population as the updates delivered into it; ANN MACs are exact
 (:func:`spikecast.measure.counts.ann_macs`); the paper reproduction adds the paper's
@@ -19,15 +18,13 @@ footnote formula, which leaves out the input channels of each convolution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from spikecast.ir.graph import INPUT, Network
-from spikecast.ir.normalize import Normalized
-from spikecast.schemes.base import Recipe
+from spikecast.ir.graph import Network
+from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.sigma_delta.model import SigmaDeltaModel, SimMode
 from spikecast.schemes.sigma_delta.neuron import FiringRule, check_theta
 from spikecast.schemes.sigma_delta.program import population_stages
@@ -42,6 +39,13 @@ from spikecast.schemes.sigma_delta.thresholds import (
 
 
 @dataclass(frozen=True)
+class SigmaDeltaCalibration(Calibration):
+    """The quantization level theta of every population, in network order."""
+
+    thetas: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class SigmaDeltaRecipe(Recipe):
     """Sigma-delta scheme. ``theta``: a shared quantization level, one per population, or
     :class:`Calibrated`; ``rule``: 'exact' or 'paper'; ``mode``: 'event' or 'timeslice';
@@ -49,6 +53,7 @@ class SigmaDeltaRecipe(Recipe):
     ``time_points``: how many points of the accuracy-vs-time curve (0 .. 1 - threshold)."""
 
     name: ClassVar[str] = "sigma-delta"
+    calibration_type: ClassVar[type[Calibration]] = SigmaDeltaCalibration
 
     theta: ThresholdSpec = 1.0
     rule: FiringRule = FiringRule.EXACT
@@ -78,20 +83,24 @@ class SigmaDeltaRecipe(Recipe):
             raise ValueError(f"time_points must be >= 2, got {self.time_points}")
 
     def params(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["theta"] = describe(self.theta)
-        return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+        return super().params() | {"theta": describe(self.theta)}
 
-    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
-        """Keep the weights; scales = theta of every layer's output (see module docstring)."""
+    def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> SigmaDeltaCalibration:
+        """theta of every population: the shared or per-population value, or calibrated
+        on ``calib_x`` (:func:`resolve_thresholds`). The weights are kept as they are."""
         thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold)
-        by_index = {s.index: t for s, t in zip(population_stages(net), thetas, strict=True)}
-        scales: list[float] = []
-        for i, src in enumerate(net.sources):
-            scales.append(by_index.get(i, 1.0 if src[0] == INPUT else scales[src[0]]))
-        return Normalized(net, tuple(scales))
+        return SigmaDeltaCalibration(tuple(float(t) for t in thetas))
 
-    def replace(self, normalized: Normalized, ann: Network) -> SigmaDeltaModel:
-        net = normalized.network
-        thetas = tuple(normalized.scales[s.index] for s in population_stages(net))
-        return SigmaDeltaModel(net, thetas, self)
+    def build(self, net: Network, calibration: Calibration) -> SigmaDeltaModel:
+        if not isinstance(calibration, SigmaDeltaCalibration):
+            raise ValueError(
+                f"sigma-delta recipe: expected a SigmaDeltaCalibration, got {calibration!r}"
+            )
+        thetas = tuple(check_theta(t, f"theta[{i}]") for i, t in enumerate(calibration.thetas))
+        return SigmaDeltaModel(self, net, calibration, thetas)
+
+    def legacy_calibration(
+        self, net: Network, scales: tuple[float, ...], params: dict[str, Any]
+    ) -> SigmaDeltaCalibration:
+        """Version-2 files stored theta as the scale of each population's output."""
+        return SigmaDeltaCalibration(tuple(scales[s.index] for s in population_stages(net)))

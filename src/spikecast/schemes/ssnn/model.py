@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from rich.progress import track
 
 from spikecast.checks import require_finite
-from spikecast.energy.circuit import CircuitEnergyModel, get_energy_model, network_counts
+from spikecast.choice import Choice
+from spikecast.energy.base import network_counts
+from spikecast.energy.circuit import CircuitEnergyModel
+from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
-from spikecast.measure.counts import SpikeCounter, ann_macs
-from spikecast.measure.latency import PredictionTrace
-from spikecast.measure.result import Curve, SchemeResult, accuracy
-from spikecast.schemes.base import SpikingModel
+from spikecast.measure.counts import SpikeCounter
+from spikecast.schemes.base import Calibration, SpikingModel, Summary
 from spikecast.schemes.ssnn.network import (
     CircuitNetwork,
 )
@@ -25,7 +24,7 @@ from spikecast.schemes.ssnn.sim_clock import simulate_clock
 from spikecast.schemes.ssnn.sim_event import EventResult, checkpoint_times, simulate_events
 
 if TYPE_CHECKING:
-    pass
+    from spikecast.schemes.ssnn.recipe import SSNNRecipe
 
 
 def pwm_pulse_count(
@@ -38,7 +37,7 @@ def pwm_pulse_count(
     return torch.where(on > 0, last - first + 1, torch.zeros_like(on))
 
 
-class Simulator(str, Enum):
+class Simulator(Choice):
     """``event``: exact continuous-time (numba); ``clock``: batched torch with step dt."""
 
     EVENT = "event"
@@ -53,18 +52,42 @@ class Readout:
     silent: torch.Tensor
 
 
+@dataclass(frozen=True)
+class SSNNDetails:
+    """The circuit's figures: static power and energy per classification of the preset
+    (``energy_preset``, over the window), activity energy of the spikes, samples whose
+    output layer stayed silent, the calibrated currents and the maximum firing rate."""
+
+    power_W: float
+    energy_per_classification_J: float
+    activity_energy_J: float
+    silent_samples: int
+    i_unit_A: tuple[float, ...]
+    max_rate_Hz: float
+    energy_preset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"i_unit_A": list(self.i_unit_A)}
+
+
 class SSNNModel(SpikingModel):
-    """A converted network as an SSNN circuit; ``simulate`` runs it, ``evaluate`` scores it."""
+    """A converted network as an SSNN circuit; ``simulate`` runs it."""
 
     scheme: ClassVar[str] = "ssnn"
+    recipe: SSNNRecipe
 
-    def __init__(self, circuit: CircuitNetwork, ann: Network, params: dict[str, Any]) -> None:
+    def __init__(self, recipe: SSNNRecipe, ann: Network, calibration: Calibration,
+                 circuit: CircuitNetwork) -> None:
         if sum(s.synaptic for s in ann.stages()) != len(circuit.weights):
             raise ValueError("circuit and ANN have different numbers of synaptic layers")
+        super().__init__(recipe, ann, calibration)
         self.circuit = circuit
-        self.ann = ann
-        self.params = params
-        self.energy: CircuitEnergyModel = get_energy_model(params["energy_preset"])
+        preset = get_preset(recipe.energy_preset)
+        if not isinstance(preset, CircuitEnergyModel):
+            raise ValueError(
+                f"ssnn: energy preset {recipe.energy_preset!r} is not an analog circuit model"
+            )
+        self.energy = preset
 
     def duty(self, x: torch.Tensor) -> torch.Tensor:
         """PWM duty per input, (B, n_inputs)."""
@@ -80,64 +103,72 @@ class SSNNModel(SpikingModel):
             )
         duty = self.duty(x)
         phase = self.circuit.params.encoder.phases(self.circuit.n_inputs)
-        if self.params["simulator"] == Simulator.CLOCK.value:
-            return simulate_clock(self.circuit, duty, phase, self.params["dt"],
-                                  self.params["n_points"])
-        return simulate_events(self.circuit, duty, phase, self.params["n_points"])
+        if self.recipe.simulator is Simulator.CLOCK:
+            return simulate_clock(self.circuit, duty, phase, self.recipe.dt,
+                                  self.recipe.n_points)
+        return simulate_events(self.circuit, duty, phase, self.recipe.n_points)
 
     @staticmethod
     def readout(result: EventResult) -> Readout:
         preds = winner_take_all(result.checkpoint_counts, result.checkpoint_v)
         return Readout(preds, silent_samples(result.checkpoint_counts[:, -1]))
 
-    def evaluate(
-        self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
-    ) -> SchemeResult:
-        """Accuracy at the end of the window and at every checkpoint, spikes, energy."""
-        if len(x) != len(y):
-            raise ValueError(f"{len(x)} inputs but {len(y)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        counter = SpikeCounter(self.ann)
-        stages = counter.stages
-        p = self.circuit.params
-        phase = p.encoder.phases(self.circuit.n_inputs)
-        preds, silent = [], 0
-        chunks = range(0, len(x), batch_size)
-        for start in track(chunks, description="ssnn") if progress else chunks:
-            xb = x[start:start + batch_size]
-            result = self.simulate(xb)
-            read = self.readout(result)
-            preds.append(read.predictions)
-            silent += int(read.silent.sum())
-            pulses = pwm_pulse_count(self.duty(xb), phase, p.encoder.period, p.window)
-            inputs = [pulses, *result.counts[:-1]]
-            for stage, arriving, emitted in zip(stages, inputs, result.counts, strict=True):
-                counter.add_inputs(stage, arriving.double().reshape(len(xb), *stage.in_shape))
-                counter.add_spikes(stage, emitted)
-            counter.add_samples(len(xb))
-        pred = torch.cat(preds)
-        curve_acc = [accuracy(pred[:, k], y) for k in range(pred.shape[1])]
-        times = (checkpoint_times(p.window, self.params["n_points"]) * 1e6).tolist()
-        layers = counter.stats()
-        counts = network_counts(self.ann)
-        spikes = sum(layer.spikes for layer in layers)
-        extra = {
-            "power_W": self.energy.power_W(counts.n_inputs, counts.n_synapses, counts.n_neurons),
-            "energy_per_classification_J": self.energy.energy_per_classification_J(
-                counts.n_inputs, counts.n_synapses, counts.n_neurons, p.window),
-            "activity_energy_J": self.energy.activity_energy_J(spikes),
-            "silent_samples": silent,
-            "i_unit_A": list(self.circuit.i_unit),
-            "max_rate_Hz": p.max_rate,
-            "energy_preset": self.energy.name,
-        }
-        return SchemeResult(
-            self.scheme, curve_acc[-1], len(x), layers, ann_macs(self.ann),
-            Curve("time (us)", times, curve_acc), dict(self.params), extra,
-            trace=PredictionTrace(tuple(times), pred, "time (us)"),
-        )
-
     def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Spikes of every neuron of every layer within the window, (batch, neurons) each."""
         return list(self.simulate(x).counts)
+
+    def time_points(self) -> tuple[tuple[float, ...], str]:
+        times = checkpoint_times(self.circuit.params.window, self.recipe.n_points) * 1e6
+        return tuple(times.tolist()), "time (us)"
+
+    def new_tally(self) -> SSNNTally:
+        return SSNNTally(self)
+
+    def simulate_batch(  # type: ignore[override]
+        self, x: torch.Tensor, tally: SSNNTally
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch: readout at every checkpoint; PWM pulses (zero pixels too) and every
+        layer's spikes are counted as synaptic events into the next layer."""
+        result = self.simulate(x)
+        read = self.readout(result)
+        tally.add(x, result, read)
+        return read.predictions, read.predictions[:, -1]
+
+
+class SSNNTally:
+    """Spikes, synaptic events and silent samples of an SSNN evaluation."""
+
+    def __init__(self, model: SSNNModel) -> None:
+        self.model = model
+        self.counter = SpikeCounter(model.ann)
+        self.silent = 0
+
+    def add(self, x: torch.Tensor, result: EventResult, read: Readout) -> None:
+        p = self.model.circuit.params
+        phase = p.encoder.phases(self.model.circuit.n_inputs)
+        pulses = pwm_pulse_count(self.model.duty(x), phase, p.encoder.period, p.window)
+        inputs = [pulses, *result.counts[:-1]]
+        for stage, arriving, emitted in zip(self.counter.stages, inputs, result.counts,
+                                            strict=True):
+            self.counter.add_inputs(stage, arriving.double().reshape(len(x), *stage.in_shape))
+            self.counter.add_spikes(stage, emitted)
+        self.counter.add_samples(len(x))
+        self.silent += int(read.silent.sum())
+
+    def summary(self, n_samples: int) -> Summary:
+        model = self.model
+        p = model.circuit.params
+        layers = tuple(self.counter.stats())
+        counts = network_counts(model.ann)
+        spikes = sum(layer.spikes for layer in layers)
+        details = SSNNDetails(
+            power_W=model.energy.power_W(counts.n_inputs, counts.n_synapses, counts.n_neurons),
+            energy_per_classification_J=model.energy.energy_per_classification_J(
+                counts.n_inputs, counts.n_synapses, counts.n_neurons, p.window),
+            activity_energy_J=model.energy.activity_energy_J(spikes),
+            silent_samples=self.silent,
+            i_unit_A=tuple(model.circuit.i_unit),
+            max_rate_Hz=p.max_rate,
+            energy_preset=model.energy.name,
+        )
+        return Summary(layers=layers, details=details)

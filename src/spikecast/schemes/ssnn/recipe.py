@@ -12,14 +12,15 @@ every physical parameter and :mod:`spikecast.schemes.ssnn.network` for the curre
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from spikecast.energy.circuit import get_energy_model
+from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
-from spikecast.ir.normalize import Normalized, model_based
-from spikecast.schemes.base import Recipe
+from spikecast.ir.normalize import model_based
+from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.ssnn.circuit import (
     PAPER_MAX_RATE_HZ,
     CircuitParams,
@@ -29,6 +30,7 @@ from spikecast.schemes.ssnn.circuit import (
 )
 from spikecast.schemes.ssnn.model import Simulator, SSNNModel
 from spikecast.schemes.ssnn.network import (
+    DenseLayer,
     InputMapping,
     apply_input_mapping,
     build_circuit,
@@ -37,6 +39,14 @@ from spikecast.schemes.ssnn.network import (
 )
 
 
+@dataclass(frozen=True)
+class SSNNCalibration(Calibration):
+    """The current per unit weight of every synaptic layer (A)."""
+
+    i_unit: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class SSNNRecipe(Recipe):
     """Recipe for the SSNN circuit. Times in s, voltages in V, currents in A.
 
@@ -55,68 +65,58 @@ class SSNNRecipe(Recipe):
     """
 
     name: ClassVar[str] = "ssnn"
+    calibration_type: ClassVar[type[Calibration]] = SSNNCalibration
 
-    def __init__(
-        self,
-        *,
-        c_mem: float = 1e-12,
-        v_th: float = 0.9,
-        i_unit: float | list[float] | tuple[float, ...] | None = None,
-        rate_target: float = 0.5,
-        output_rate_target: float = 0.3,
-        calibration_percentile: float = 99.0,
-        v_init: float = 0.0,
-        spike_width: float = 50e-9,
-        t_ref: float | None = None,
-        window: float = 5e-6,
-        mismatch_pct: float = 0.0,
-        mismatch_seed: int = 0,
-        v_min: float = 0.2,
-        v_max: float = 1.0,
-        v_full: float = 1.0,
-        period: float = 400e-9,
-        phase: Phase | str = Phase.ALIGNED,
-        phase_seed: int = 0,
-        input_mapping: InputMapping | str = InputMapping.FOLD,
-        simulator: Simulator | str = Simulator.EVENT,
-        dt: float = 1e-9,
-        n_points: int = 50,
-        energy_preset: str = "ssnn-180nm",
-    ) -> None:
-        self.c_mem, self.v_th, self.rate_target = c_mem, v_th, rate_target
-        self.calibration_percentile, self.v_init = calibration_percentile, v_init
-        self.output_rate_target = output_rate_target
-        self.i_unit = None if i_unit is None else _as_units(i_unit)
-        self.spike_width, self.window = spike_width, window
-        self.t_ref = 1.0 / PAPER_MAX_RATE_HZ - spike_width if t_ref is None else t_ref
-        self.mismatch_pct, self.mismatch_seed = mismatch_pct, mismatch_seed
-        self.v_min, self.v_max, self.v_full, self.period = v_min, v_max, v_full, period
-        self.phase = parse_enum(Phase, phase, "phase").value
-        self.phase_seed = phase_seed
-        self.input_mapping = parse_enum(InputMapping, input_mapping, "input_mapping").value
-        self.simulator = parse_enum(Simulator, simulator, "simulator").value
-        self.dt, self.n_points, self.energy_preset = dt, n_points, energy_preset
-        for key, target in (("rate_target", rate_target),
-                            ("output_rate_target", output_rate_target)):
+    c_mem: float = 1e-12
+    v_th: float = 0.9
+    i_unit: float | tuple[float, ...] | None = None
+    rate_target: float = 0.5
+    output_rate_target: float = 0.3
+    calibration_percentile: float = 99.0
+    v_init: float = 0.0
+    spike_width: float = 50e-9
+    t_ref: float | None = None
+    window: float = 5e-6
+    mismatch_pct: float = 0.0
+    mismatch_seed: int = 0
+    v_min: float = 0.2
+    v_max: float = 1.0
+    v_full: float = 1.0
+    period: float = 400e-9
+    phase: Phase = Phase.ALIGNED
+    phase_seed: int = 0
+    input_mapping: InputMapping = InputMapping.FOLD
+    simulator: Simulator = Simulator.EVENT
+    dt: float = 1e-9
+    n_points: int = 50
+    energy_preset: str = "ssnn-180nm"
+
+    def __post_init__(self) -> None:
+        def put(key: str, value: Any) -> None:
+            object.__setattr__(self, key, value)
+
+        put("i_unit", None if self.i_unit is None else _as_units(self.i_unit))
+        if self.t_ref is None:
+            put("t_ref", 1.0 / PAPER_MAX_RATE_HZ - self.spike_width)
+        put("phase", parse_enum(Phase, self.phase, "phase"))
+        put("input_mapping", parse_enum(InputMapping, self.input_mapping, "input_mapping"))
+        put("simulator", parse_enum(Simulator, self.simulator, "simulator"))
+        for key in ("rate_target", "output_rate_target"):
+            target = getattr(self, key)
             if not 0 < target <= 1:
                 raise ValueError(f"{key} must be in (0, 1] (fraction of max rate), got {target}")
-        if not 0 < calibration_percentile <= 100:
+        if not 0 < self.calibration_percentile <= 100:
             raise ValueError(
-                f"calibration_percentile must be in (0, 100], got {calibration_percentile}"
+                f"calibration_percentile must be in (0, 100], got {self.calibration_percentile}"
             )
-        if n_points < 1:
-            raise ValueError(f"n_points must be >= 1, got {n_points}")
-        get_energy_model(energy_preset)
+        if self.n_points < 1:
+            raise ValueError(f"n_points must be >= 1, got {self.n_points}")
+        get_preset(self.energy_preset)
         self.circuit_params()
-        self._calib_x: torch.Tensor | None = None
-        self._calibrated: tuple[float, ...] | None = None
 
     def params(self) -> dict[str, Any]:
-        """Constructor parameters; after :meth:`replace` ``i_unit`` holds the calibrated
-        currents, so ``SSNNRecipe(**params)`` rebuilds the identical circuit without data."""
         out = super().params()
-        if self._calibrated is not None:
-            out["i_unit"] = list(self._calibrated)
+        out["i_unit"] = None if self.i_unit is None else list(self.i_unit)
         return out
 
     def circuit_params(self) -> CircuitParams:
@@ -127,30 +127,42 @@ class SSNNRecipe(Recipe):
                              self.window, self.mismatch_pct, self.mismatch_seed, encoder,
                              self.v_init)
 
-    def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
-        """Model-based normalization; ``calib_x`` is kept to calibrate the currents."""
-        self._calib_x = calib_x
-        return model_based(net, input_max=1.0)
-
-    def replace(self, normalized: Normalized, ann: Network) -> SSNNModel:
-        params = self.circuit_params()
-        mapping = InputMapping(self.input_mapping)
-        layers = apply_input_mapping(
-            dense_layers(normalized.network), mapping, params.encoder.offset, params.encoder.gain
+    def _layers(self, net: Network, params: CircuitParams) -> list[DenseLayer]:
+        """Model-based normalized dense layers with the input mapping applied."""
+        normalized = model_based(net, input_max=1.0)
+        return apply_input_mapping(
+            dense_layers(normalized.network), InputMapping(self.input_mapping),
+            params.encoder.offset, params.encoder.gain,
         )
-        if self.i_unit is None:
-            calib = None
-            if self._calib_x is not None:
-                calib = params.encoder.duty(self._calib_x.flatten(1))
-            units = calibrate_i_unit(
-                layers, params, self.rate_target, calib, self.calibration_percentile,
-                self.output_rate_target,
-            )
-            self._calibrated = units
-        else:
+
+    def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> SSNNCalibration:
+        """The fixed ``i_unit``, else currents calibrated on the PWM duty of ``calib_x``
+        (the model-based bound without data); see :func:`calibrate_i_unit`."""
+        params = self.circuit_params()
+        layers = self._layers(net, params)
+        if self.i_unit is not None:
             units = self.i_unit if len(self.i_unit) > 1 else self.i_unit * len(layers)
-        circuit = build_circuit(layers, params, tuple(units))
-        return SSNNModel(circuit, ann, self.params())
+            return SSNNCalibration(tuple(units))
+        duty = None if calib_x is None else params.encoder.duty(calib_x.flatten(1))
+        return SSNNCalibration(tuple(calibrate_i_unit(
+            layers, params, self.rate_target, duty, self.calibration_percentile,
+            self.output_rate_target,
+        )))
+
+    def build(self, net: Network, calibration: Calibration) -> SSNNModel:
+        if not isinstance(calibration, SSNNCalibration):
+            raise ValueError(f"ssnn recipe: expected an SSNNCalibration, got {calibration!r}")
+        params = self.circuit_params()
+        circuit = build_circuit(self._layers(net, params), params, calibration.i_unit)
+        return SSNNModel(self, net, calibration, circuit)
+
+    def legacy_calibration(
+        self, net: Network, scales: tuple[float, ...], params: dict[str, Any]
+    ) -> SSNNCalibration:
+        """Version-2 files stored the calibrated currents as the ``i_unit`` parameter."""
+        if params.get("i_unit") is None:
+            raise ValueError("ssnn file without calibrated currents (i_unit)")
+        return SSNNCalibration(_as_units(params["i_unit"]))
 
 
 def _as_units(i_unit: float | list[float] | tuple[float, ...]) -> tuple[float, ...]:
