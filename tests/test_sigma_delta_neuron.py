@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from spikecast.ir.graph import Linear, Network, ReLU
+from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta.encoding import (
     binarize,
     encode_frame,
@@ -103,3 +105,31 @@ def test_batch_encoding_equals_frame_by_frame_encoding() -> None:
         ev = encode_frame(x[f])
         assert index[ptr[f]:ptr[f + 1]].tolist() == ev.index.tolist()
         assert time[ptr[f]:ptr[f + 1]].tolist() == ev.time.tolist()
+
+
+@pytest.mark.parametrize("rule", ["exact", "paper"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_event_kernel_equals_the_pure_step(rule: str, seed: int) -> None:
+    """The numba kernel's first population (fed only by input spikes) and its linear output
+    layer end in the state that replaying the frame's input events through ``step`` gives:
+    one step at t = 0 (bias-driven firing), then one per input spike in processing order."""
+    g = torch.Generator().manual_seed(seed)
+    for relu in (True, False):
+        w = torch.randn(7, 12, generator=g, dtype=torch.float64)
+        b = torch.randn(7, generator=g, dtype=torch.float64) * 0.6
+        layers: tuple = (Linear(w.float(), b.float()),)
+        if relu:
+            layers = (*layers, ReLU(), Linear(torch.randn(3, 7, generator=g)))
+        net = Network(layers, tuple(f"l{i}" for i in range(len(layers))), (12,))
+        snn = convert(net, get_recipe("sigma-delta", theta=0.3, rule=rule))
+        frame = torch.rand(12, generator=g)
+        events = encode_frame(frame, 0.2)
+        p = NeuronParams(0.3, rule, relu)
+        state = NeuronState.initial(b.float().double())
+        _, state = step(torch.zeros(7, dtype=torch.float64), state, p)
+        for index in events.index:
+            _, state = step(w.float().double()[:, index], state, p)
+        final = snn.final_state(frame)
+        node = snn.program.populations()[0]
+        assert final.count[node].tolist() == state.count.long().tolist()
+        assert final.v[node] == pytest.approx(state.v.numpy(), abs=1e-12)

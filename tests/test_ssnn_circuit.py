@@ -8,14 +8,12 @@ import torch
 
 from spikecast.schemes.ssnn.circuit import (
     CircuitParams,
-    NeuronParams,
-    NeuronState,
     PWMEncoder,
     pulse_fraction,
     pwm_on_time,
-    step,
 )
 from spikecast.schemes.ssnn.network import DenseLayer, build_circuit
+from spikecast.schemes.ssnn.neuron import NeuronParams, NeuronState, step
 from spikecast.schemes.ssnn.sim_clock import simulate_clock
 from spikecast.schemes.ssnn.sim_event import record_sample, simulate_events
 

@@ -11,10 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikecast.datasets.loaders import load_dataset
-from spikecast.energy.presets import all_presets
-from spikecast.report.compare import CompareConfig, compare
-from spikecast.report.html import load_results, save_comparison, write_report
 from spikecast.schemes import scheme_names
 
 console = Console()
@@ -104,6 +100,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the ANN and each scheme on the same samples; write results.json and
         report.html into OUT."""
+        from spikecast.datasets.loaders import load_dataset
+        from spikecast.energy.presets import all_presets
+        from spikecast.report.compare import CompareConfig, compare
+        from spikecast.report.html import save_comparison
+
         try:
             names = tuple(s.strip() for s in schemes.split(",") if s.strip())
             module, meta = load_any_model(model)
@@ -128,6 +129,8 @@ def register(app: typer.Typer) -> None:
             help="HTML file to write (default: report.html next to the JSON).")] = None,
     ) -> None:
         """Re-render report.html from a results.json written by `compare`."""
+        from spikecast.report.html import load_results, write_report
+
         try:
             results = load_results(results_json)
         except ValueError as exc:

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer
-from spikecast.papers.sigma_delta_yousefzadeh.reproduce import ReproduceConfig, reproduce
 from spikecast.zoo.train import LRSchedule
 
 console = Console()
@@ -107,6 +106,8 @@ def reproduce_sigma_delta_mnist(
     ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed,
                         quantizer=finetune_quantizer, lr=finetune_lr, schedule=finetune_schedule,
                         max_shift=finetune_max_shift)
+    from spikecast.papers.sigma_delta_yousefzadeh.reproduce import ReproduceConfig, reproduce
+
     config = ReproduceConfig(
         thetas=tuple(theta or (1.0, 2.0)), calibrated=tuple(calibrated or ()), limit=limit,
         data_dir=data_dir, seed=seed, rate_steps=(25, 15) if rate else (),

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikecast.papers.ssnn_nomura.reproduce import Reproduction
-from spikecast.papers.ssnn_nomura.sweeps import SweepParam
+if TYPE_CHECKING:
+    from spikecast.papers.ssnn_nomura.reproduce import Reproduction
+
 
 console = Console()
 
@@ -136,7 +137,7 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
     ) -> None:
         """Accuracy of the SSNN vs observation window, spike width, current scale or
         mismatch sigma (Monte Carlo), on the reproduction's wine or MNIST network."""
-        from spikecast.papers.ssnn_nomura.sweeps import run_sweep
+        from spikecast.papers.ssnn_nomura.sweeps import SweepParam, run_sweep
 
         try:
             sweep_param = SweepParam(param)

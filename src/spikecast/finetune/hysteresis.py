@@ -24,6 +24,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,9 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecast.choice import Choice
-from spikecast.schemes.sigma_delta import SigmaDeltaModel
 from spikecast.schemes.sigma_delta.neuron import check_theta
 from spikecast.zoo.train import LRSchedule, random_shift
+
+if TYPE_CHECKING:
+    from spikecast.schemes.sigma_delta import SigmaDeltaModel
 
 
 class Quantizer(Choice):

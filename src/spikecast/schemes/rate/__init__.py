@@ -1,6 +1,27 @@
-"""Rate coding (SNN Toolbox baseline): IF neurons, clock-driven simulation."""
+"""Rate coding (SNN Toolbox baseline): IF neurons, clock-driven simulation.
 
-from spikecast.schemes.rate.model import RateModel, accuracy_at
-from spikecast.schemes.rate.recipe import Normalization, RateRecipe
+Package parts: ``recipe`` (parameters, calibration, build), ``model`` (one batch simulated),
+``neuron`` (parameters + pure step) and the simulators; attributes load on first use so that
+importing one part (e.g. the neuron) does not compile the simulators.
+"""
 
-__all__ = ["Normalization", "RateModel", "RateRecipe", "accuracy_at"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RateModel": "spikecast.schemes.rate.model",
+    "accuracy_at": "spikecast.schemes.rate.model",
+    "Normalization": "spikecast.schemes.rate.recipe",
+    "RateRecipe": "spikecast.schemes.rate.recipe",
+    "RateCalibration": "spikecast.schemes.rate.recipe",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,11 +1,5 @@
-"""Physical parameters of the SSNN circuit (Nomura et al., paper 000) and the IF neuron step.
-
-The neuron is the paper's current-mode non-leaky integrate-and-fire cell (Fig. 6):
-
-    C dV/dt = sum_i I_ij(t)        (no leak; I_ij = w_ij i_unit while input i is high)
-    V >= V_th  ->  spike (a pulse of width ``spike_width``), V <- 0, then the reset switch
-                   shorts C for t_refractory = spike_width + t_ref (input charge is lost)
-    V >= 0 always (the capacitor cannot be pulled below ground: floor at 0, exact)
+"""Physical parameters of the SSNN circuit (Nomura et al., paper 000): the PWM encoder and
+the neurons' constants (the neuron model itself is :mod:`spikecast.schemes.ssnn.neuron`).
 
 Defaults the paper does not give are choices documented on each field; ``spike_width +
 t_ref = 1 / 5.3 MHz`` (the paper's maximum spike rate, Table III).
@@ -173,59 +167,6 @@ class CircuitParams:
     def with_spike_width(self, spike_width: float) -> CircuitParams:
         """Same parameters with a new spike width and t_ref adjusted to keep the max rate."""
         return replace(self, spike_width=spike_width, t_ref=self.t_refractory - spike_width)
-
-
-@dataclass(frozen=True)
-class NeuronParams:
-    """Per-neuron constants of :func:`step`: thresholds (V), refractory time and step (s)."""
-
-    v_th: torch.Tensor
-    t_refractory: float
-    dt: float
-
-
-@dataclass(frozen=True)
-class NeuronState:
-    """Membrane potential (V), end of the current refractory period and time of the last
-    spike (s, -inf if none), and the start time ``t`` of the next step."""
-
-    v: torch.Tensor
-    refractory_end: torch.Tensor
-    last_spike: torch.Tensor
-    t: float
-
-    @staticmethod
-    def rest(shape: tuple[int, ...], v: torch.Tensor | float = 0.0) -> NeuronState:
-        """Initial state: membrane ``v`` (broadcast to ``shape``), no spike yet."""
-        kw = {"dtype": torch.float64}
-        return NeuronState(
-            torch.zeros(shape, **kw) + v,
-            torch.full(shape, -math.inf, **kw),
-            torch.full(shape, -math.inf, **kw),
-            0.0,
-        )
-
-
-def step(x: torch.Tensor, state: NeuronState, p: NeuronParams) -> tuple[torch.Tensor, NeuronState]:
-    """Advance the IF neurons over [t, t + dt) under mean drive ``x`` = I / C (V/s).
-
-    The neuron integrates only after its refractory period ends (at t0 = max(t, end)):
-    V' = max(0, V + x (t + dt - t0)). If V' >= V_th the crossing time is interpolated
-    linearly, t_c = t0 + (V_th - V) / x; then V <- 0, refractory until t_c + t_refractory.
-    Exact when x is constant over the step; requires dt <= t_refractory (one spike per step).
-    """
-    t_end = state.t + p.dt
-    t0 = torch.clamp(state.refractory_end, min=state.t)
-    active = t0 < t_end
-    span = torch.where(active, t_end - t0, torch.zeros_like(t0))
-    v_new = torch.clamp(state.v + x * span, min=0.0)
-    spikes = active & (v_new >= p.v_th)
-    slope = torch.where(spikes, x, torch.ones_like(x))
-    t_cross = torch.clamp(t0 + (p.v_th - state.v) / slope, max=t_end)
-    v_new = torch.where(spikes, torch.zeros_like(v_new), v_new)
-    refractory_end = torch.where(spikes, t_cross + p.t_refractory, state.refractory_end)
-    last_spike = torch.where(spikes, t_cross, state.last_spike)
-    return spikes, NeuronState(v_new, refractory_end, last_spike, t_end)
 
 
 def pulse_fraction(last_spike: torch.Tensor, width: float, t: float, dt: float) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Each step [t, t + dt) gives every source its exact high fraction: a PWM generator's on-time
 in the step (from its cumulative on-time) and a neuron's pulse overlap with the step (from
 its sub-step spike time). Each neuron layer then integrates the mean current over the step
-with :func:`spikecast.schemes.ssnn.circuit.step` (linear crossing interpolation, exact floor at 0),
+with :func:`spikecast.schemes.ssnn.neuron.step` (linear crossing interpolation, exact floor at 0),
 and layers are updated in order so a spike reaches the next layer in the same step. The
 result equals the event-driven simulator whenever each step holds at most one event per
 neuron; otherwise it converges to it as dt shrinks.
@@ -14,13 +14,11 @@ from __future__ import annotations
 import torch
 
 from spikecast.schemes.ssnn.circuit import (
-    NeuronParams,
-    NeuronState,
     pulse_fraction,
     pwm_on_time,
-    step,
 )
 from spikecast.schemes.ssnn.network import CircuitNetwork
+from spikecast.schemes.ssnn.neuron import NeuronParams, NeuronState, step
 from spikecast.schemes.ssnn.sim_event import EventResult, checkpoint_times
 
 
