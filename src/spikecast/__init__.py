@@ -10,8 +10,7 @@ Attributes are imported on first use, so ``import spikecast`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikecast.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -30,11 +29,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'spikecast' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

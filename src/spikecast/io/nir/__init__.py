@@ -1,14 +1,13 @@
 """NIR (Neuromorphic Intermediate Representation) export and import of rate-coded models.
 
 Needs the optional ``nir`` package (``pip install 'spikecast[nir]'``), imported on first
-use so that the command line works without it. The package is named ``nirio`` so that it
-does not shadow ``nir`` itself.
+use so that the command line works without it (imports are absolute: ``import nir`` here
+is the NIR package, not this one).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikecast.lazy import lazy_attributes
 
 _EXPORTS = {
     "export_nir": "spikecast.io.nir.export",
@@ -18,8 +17,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'spikecast.io.nir' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

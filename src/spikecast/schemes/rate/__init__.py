@@ -7,8 +7,7 @@ importing one part (e.g. the neuron) does not compile the simulators.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spikecast.lazy import lazy_attributes
 
 _EXPORTS = {
     "RateModel": "spikecast.schemes.rate.model",
@@ -20,8 +19,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
