@@ -84,3 +84,23 @@ def test_bad_parameters_and_inputs_are_refused(scheme: str) -> None:
         snn.evaluate(torch.rand(3, 6), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="NaN or infinite"):
         snn.evaluate(torch.full((2, 6), float("nan")), torch.zeros(2, dtype=torch.long))
+
+
+def test_register_checks_the_recipe_and_unregister_removes_it() -> None:
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from spikecast.schemes import Recipe, register, unregister
+
+    @dataclass(frozen=True)
+    class NoReadout(Recipe):
+        name: ClassVar[str] = "no-readout"
+
+    with pytest.raises(ValueError, match="needs a 'readout' field"):
+        register(NoReadout)
+    with pytest.raises(ValueError, match="already registered"):
+        register(recipe_class("rate"))
+    with pytest.raises(ValueError, match="expects a Recipe subclass"):
+        register(dict)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown scheme 'no-readout'"):
+        unregister("no-readout")

@@ -88,7 +88,7 @@ def test_step_is_pure() -> None:
 
 @pytest.mark.parametrize("theta", [0.0, -1.0, float("nan")])
 def test_bad_threshold_raises(theta: float) -> None:
-    with pytest.raises(ValueError, match="threshold must be > 0"):
+    with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
         IFParams(theta)
 
 

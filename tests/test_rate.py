@@ -211,6 +211,25 @@ def test_readout_tie_break_by_membrane() -> None:
         assert preds == expected
 
 
+@pytest.mark.parametrize(
+    ("readout", "accuracy"), [("count-membrane", 1.0), ("spike-count", 0.0), ("membrane", 1.0)])
+def test_readout_setting_and_tie_statistics(readout: str, accuracy: float) -> None:
+    # T = 2, x = 1, w = (.5, .75): both outputs spike once (a tie), v = (0, .5) after; the
+    # accumulated potentials theta n + v = (1, 1.5) favour class 1, the label.
+    net = Network((Linear(torch.tensor([[0.5], [0.75]])),), ("out",), (1,))
+    res = unnormalized(net, steps=2, readout=readout).evaluate(
+        torch.ones(3, 1), torch.ones(3, dtype=torch.long))
+    assert res.readout == readout and res.accuracy == accuracy
+    assert res.accuracy_spike_count == 0.0
+    assert (res.tied_fraction, res.silent_fraction) == (1.0, 0.0)
+    # after step 1 nothing has spiked: silent, and tied (every output at 0)
+    assert res.curve.accuracy[0] == (0.0 if readout == "spike-count" else 1.0)
+    silent = unnormalized(net, steps=1, readout=readout).evaluate(
+        torch.ones(3, 1), torch.ones(3, dtype=torch.long))
+    assert (silent.silent_fraction, silent.tied_fraction) == (1.0, 1.0)
+    assert silent.accuracy_spike_count == 0.0
+
+
 def test_lex_argmax_orders_count_then_membrane_then_index() -> None:
     counts = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
     membrane = torch.tensor([[9.0, 0.1, 0.4, 9.0], [0.3, 0.3, -1.0, 0.2]])
@@ -308,7 +327,10 @@ def test_one_long_run_gives_every_shorter_horizon() -> None:
         ({"normalization": "max"}, "allowed: 'data', 'model', 'none'"),
         ({"input_coding": "latency"}, "allowed: 'constant', 'poisson'"),
         ({"reset": "hard"}, "allowed: 'subtract', 'zero'"),
-        ({"threshold": 0.0}, "threshold must be > 0"),
+        ({"threshold": 0.0}, "threshold must be a finite number > 0"),
+        ({"threshold": float("inf")}, "threshold must be a finite number > 0"),
+        ({"threshold": float("nan")}, "threshold must be a finite number > 0"),
+        ({"readout": "vote"}, "allowed: .spike-count., .count-membrane., .membrane."),
         ({"seed": "a"}, "seed must be an integer"),
     ],
 )
@@ -322,7 +344,7 @@ def test_string_params_become_enums() -> None:
     assert recipe.input_coding is InputCoding.POISSON
     assert recipe.params() == {
         "steps": 64, "normalization": "model", "percentile": 99.9, "reset": "zero",
-        "input_coding": "poisson", "seed": 0, "threshold": 1.0,
+        "input_coding": "poisson", "seed": 0, "threshold": 1.0, "readout": "count-membrane",
     }
 
 

@@ -24,11 +24,12 @@ from spikecast.ir.graph import Linear, Network, ReLU
 from spikecast.measure.counts import layer_macs
 from spikecast.measure.fidelity import ann_stage_activations
 from spikecast.measure.opcounts import ann_workload
+from spikecast.measure.readout import Readout
 from spikecast.measure.result import LayerStats
 from spikecast.report.compare import CompareConfig, compare, confusion_matrix
 from spikecast.report.html import FIGURES, load_results, render
 from spikecast.schemes import register, scheme_names, unregister
-from spikecast.schemes.base import Calibration, Recipe, SpikingModel, Summary
+from spikecast.schemes.base import Calibration, OutputTrace, Recipe, SpikingModel, Summary
 
 PJ = 1e-12
 
@@ -65,9 +66,12 @@ class FakeModel(SpikingModel):
     def new_tally(self) -> FakeTally:
         return FakeTally(self.ann)
 
-    def simulate_batch(self, x: torch.Tensor, tally: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        ann = self.ann(x).argmax(1)
-        return torch.stack([torch.zeros_like(ann), ann, ann, ann], 1), ann
+    def simulate_batch(self, x: torch.Tensor, tally: Any) -> OutputTrace:
+        # one spike for class 0 at step 1, then three for the ANN's class
+        ann = torch.nn.functional.one_hot(self.ann(x).argmax(1), 3).double()
+        first = torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 3).double()
+        counts = torch.stack([first, 3 * ann, 3 * ann, 3 * ann], 1)
+        return OutputTrace(counts, counts, counts[:, -1], counts[:, -1])
 
 
 class FakeTally:
@@ -97,6 +101,7 @@ class FakeCalibration(Calibration):
 @dataclass(frozen=True)
 class FakeRecipe(Recipe):
     name: ClassVar[str] = "fake"
+    readout: Readout = Readout.COUNT_MEMBRANE
     calibration_type: ClassVar[type[Calibration]] = FakeCalibration
 
     def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> Calibration:

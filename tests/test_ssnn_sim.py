@@ -17,7 +17,6 @@ from spikecast.schemes.ssnn.network import (
     dense_layers,
     forward_dense,
 )
-from spikecast.schemes.ssnn.readout import silent_samples, winner_take_all
 from spikecast.schemes.ssnn.sim_clock import simulate_clock
 from spikecast.schemes.ssnn.sim_event import simulate_events
 
@@ -68,15 +67,6 @@ def test_checkpoint_counts_are_monotone_and_end_at_totals():
     ev = simulate_events(net, duty, net.params.encoder.phases(4), n_points=10)
     assert (ev.checkpoint_counts.diff(dim=1) >= 0).all()
     assert torch.equal(ev.checkpoint_counts[:, -1], ev.counts[-1])
-
-
-def test_winner_take_all_tie_rules():
-    counts = torch.tensor([[3, 5, 5], [2, 2, 2], [0, 0, 0], [1, 0, 0]])
-    v = torch.tensor([[0.9, 0.1, 0.2], [0.3, 0.3, 0.1], [0.0, 0.4, 0.2], [0.0, 0.8, 0.0]])
-    assert winner_take_all(counts, v).tolist() == [2, 0, 1, 0]
-    assert silent_samples(counts).tolist() == [False, False, True, False]
-    with pytest.raises(ValueError, match="counts"):
-        winner_take_all(counts, v[:, :2])
 
 
 def test_dense_layers_unroll_conv_exactly():

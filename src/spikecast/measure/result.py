@@ -82,10 +82,13 @@ class SchemeDetails(Protocol):
 class SchemeResult:
     """What one scheme achieved on labelled samples.
 
-    ``predictions`` is the final readout, ``trace`` the readout at every time point;
-    ``time_steps`` the clock steps of a clocked scheme (None: event-driven);
-    ``analog_input_macs`` the dense MACs per sample of the layers fed the analog input
-    (0 when the input arrives as spikes); ``input_spikes`` the input spikes per sample.
+    ``predictions`` is the final readout under ``readout`` (:mod:`spikecast.measure.readout`),
+    ``trace`` the readout at every time point; ``accuracy_spike_count`` the accuracy by spike
+    count alone with ties counted wrong, ``silent_fraction`` / ``tied_fraction`` the samples
+    whose output neurons are all at 0 / share the most spikes; ``time_steps`` the clock steps
+    of a clocked scheme (None: event-driven); ``analog_input_macs`` the dense MACs per sample
+    of the layers fed the analog input (0 when the input arrives as spikes);
+    ``input_spikes`` the input spikes per sample.
     """
 
     scheme: str
@@ -95,6 +98,10 @@ class SchemeResult:
     layers: tuple[LayerStats, ...]
     ann_macs: int
     params: dict[str, Any] = field(default_factory=dict)
+    readout: str = "count-membrane"
+    accuracy_spike_count: float | None = None
+    silent_fraction: float | None = None
+    tied_fraction: float | None = None
     time_steps: int | None = None
     analog_input_macs: int = 0
     input_spikes: float = 0.0
@@ -142,6 +149,10 @@ class SchemeResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "accuracy": self.accuracy,
+            "readout": self.readout,
+            "accuracy_spike_count": self.accuracy_spike_count,
+            "silent_fraction": self.silent_fraction,
+            "tied_fraction": self.tied_fraction,
             "n_samples": self.n_samples,
             "spikes_per_neuron": self.spikes_per_neuron,
             "spikes": self.spikes,

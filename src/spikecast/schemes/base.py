@@ -8,9 +8,11 @@ A scheme is a :class:`Recipe` (its parameters) that
    that record (the same inputs always give the same model).
 
 A :class:`SpikingModel` implements only how one batch is simulated
-(:meth:`SpikingModel.simulate_batch`, counting into a scheme-specific :class:`Tally`);
+(:meth:`SpikingModel.simulate_batch`, counting into a scheme-specific :class:`Tally` and
+returning the output population's counts and potentials as an :class:`OutputTrace`);
 :meth:`SpikingModel.evaluate` does the rest for every scheme: input checks, batching,
-progress, the prediction trace and the typed :class:`~spikecast.measure.result.SchemeResult`.
+progress, the readout (:mod:`spikecast.measure.readout`, the recipe's ``readout`` field),
+the prediction trace and the typed :class:`~spikecast.measure.result.SchemeResult`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rich.progress import Progress
 from spikecast.checks import require_finite
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
+from spikecast.measure.readout import Readout, decide, silent_and_tied
 from spikecast.measure.result import (
     CumulativeCounts,
     LayerStats,
@@ -63,6 +66,18 @@ def _jsonable(value: Any) -> Any:
 
 def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True, eq=False)
+class OutputTrace:
+    """The output neurons of one batch: spike counts and potentials at every time point
+    (B, K, C) and after the run (B, C) (the potential the readout uses, see
+    :mod:`spikecast.measure.readout`)."""
+
+    counts: torch.Tensor
+    potential: torch.Tensor
+    final_counts: torch.Tensor
+    final_potential: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -115,9 +130,9 @@ class SpikingModel(ABC):
         """Fresh counters for one evaluation."""
 
     @abstractmethod
-    def simulate_batch(self, x: torch.Tensor, tally: Tally) -> tuple[torch.Tensor, torch.Tensor]:
-        """Simulate the batch ``x``, add its counts to ``tally`` and return the readout at
-        every time point (B, K) and the final readout (B,)."""
+    def simulate_batch(self, x: torch.Tensor, tally: Tally) -> OutputTrace:
+        """Simulate the batch ``x``, add its counts to ``tally`` and return the output
+        population's counts and potentials."""
 
     def evaluate(
         self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
@@ -131,22 +146,32 @@ class SpikingModel(ABC):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         require_finite(x)
         times, unit = self.time_points()
+        readout = Readout(self.recipe.readout)
         tally = self.new_tally()
-        traces, finals = [], []
+        traces, finals, counts = [], [], []
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task(f"{self.scheme} SNN", total=len(x))
             for start in range(0, len(x), batch_size):
                 xb = x[start : start + batch_size]
-                trace, final = self.simulate_batch(xb, tally)
-                traces.append(trace.cpu().long())
-                finals.append(final.cpu().long())
+                out = self.simulate_batch(xb, tally)
+                traces.append(decide(out.counts, out.potential, readout).cpu())
+                finals.append(decide(out.final_counts, out.final_potential, readout).cpu())
+                counts.append(out.final_counts.cpu())
                 bar.advance(task, len(xb))
         summary = tally.summary(len(x))
+        labels = y.cpu().long()
+        final_counts = torch.cat(counts)
+        silent, tied = silent_and_tied(final_counts)
+        by_count = decide(final_counts, final_counts, Readout.SPIKE_COUNT)
         return SchemeResult(
             scheme=self.scheme,
-            labels=y.cpu().long(),
+            labels=labels,
             predictions=torch.cat(finals),
             trace=PredictionTrace(times, torch.cat(traces), unit),
+            readout=readout.value,
+            accuracy_spike_count=float((by_count == labels).double().mean()),
+            silent_fraction=float(silent.double().mean()),
+            tied_fraction=float(tied.double().mean()),
             layers=summary.layers,
             ann_macs=ann_macs(self.ann),
             params=self.recipe.params(),
@@ -169,8 +194,11 @@ class SpikingModel(ABC):
 class Recipe(ABC):
     """A coding scheme's parameters and its two conversion phases (see module docstring).
 
-    Recipes are frozen dataclasses; enum fields accept their string values."""
+    Recipes are frozen dataclasses with at least a ``readout`` field (how the evaluate
+    loop reads the class, :mod:`spikecast.measure.readout`); enum fields accept their
+    string values."""
 
+    readout: Readout
     name: ClassVar[str]
     calibration_type: ClassVar[type[Calibration]]
 

@@ -27,6 +27,8 @@ def register(recipe: type[Recipe], *, replace: bool = False) -> type[Recipe]:
         raise ValueError(f"register expects a Recipe subclass, got {recipe!r}")
     if not dataclasses.is_dataclass(recipe):
         raise ValueError(f"{recipe.__name__} must be a (frozen) dataclass of its parameters")
+    if "readout" not in {f.name for f in dataclasses.fields(recipe)}:
+        raise ValueError(f"{recipe.__name__} needs a 'readout' field (a measure.readout.Readout)")
     name = getattr(recipe, "name", None)
     if not isinstance(name, str) or not name:
         raise ValueError(f"{recipe.__name__} needs a class attribute 'name'")

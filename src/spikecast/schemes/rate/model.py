@@ -10,7 +10,7 @@ from spikecast.ir.graph import Network
 from spikecast.ir.normalize import Normalized
 from spikecast.measure.counts import SpikeCounter, layer_macs
 from spikecast.measure.result import SchemeResult
-from spikecast.schemes.base import Calibration, SpikingModel, Summary
+from spikecast.schemes.base import Calibration, OutputTrace, SpikingModel, Summary
 from spikecast.schemes.rate.sim import (
     RateOutput,
     Signal,
@@ -81,7 +81,7 @@ class RateModel(SpikingModel):
 
     def simulate_batch(  # type: ignore[override]
         self, x: torch.Tensor, tally: RateTally
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> OutputTrace:
         """One batch; Poisson input continues the evaluation's seeded generator.
 
         Synaptic events count spikes x fan-out at every synaptic layer (and one per spike
@@ -89,11 +89,13 @@ class RateModel(SpikingModel):
         layers fed by the input receive analog values, not spikes: their events are 0 and
         their cost is the dense MAC count of one pass (``analog_input_macs``: the current
         is constant over time). Under Poisson input the first layer's events are input
-        spikes x fan-out.
+        spikes x fan-out. The output potential is the accumulated charge theta n + v.
         """
         out = self.simulate(x, generator=tally.generator)
         tally.add(out)
-        return out.predictions.T, out.predictions[-1]
+        counts = out.output_counts.transpose(0, 1)
+        potential = counts * self.recipe.threshold + out.output_v.transpose(0, 1)
+        return OutputTrace(counts, potential, counts[:, -1], potential[:, -1])
 
 
 class RateTally:

@@ -28,14 +28,14 @@ class Reset(Choice):
 
 @dataclass(frozen=True)
 class IFParams:
-    """Threshold theta > 0 and reset mode (strings such as ``"zero"`` are accepted)."""
+    """Threshold theta (finite, > 0) and reset mode (strings such as ``"zero"`` are accepted)."""
 
     threshold: float = 1.0
     reset: Reset = Reset.SUBTRACT
 
     def __post_init__(self) -> None:
-        if not float(self.threshold) > 0:
-            raise ValueError(f"IF threshold must be > 0, got {self.threshold}")
+        if not 0 < float(self.threshold) < float("inf"):
+            raise ValueError(f"threshold must be a finite number > 0, got {self.threshold}")
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "reset", Reset(self.reset))
 

@@ -16,6 +16,7 @@ import torch
 from spikecast.choice import Choice
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import apply_scales, data_based, model_based
+from spikecast.measure.readout import Readout
 from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.rate.model import RateModel
 from spikecast.schemes.rate.neuron import IFParams, Reset
@@ -46,7 +47,8 @@ class RateRecipe(Recipe):
 
     ``percentile`` is the data-based normalization percentile (100 = max-norm);
     ``threshold`` theta is the IF threshold (spikes carry charge theta); ``seed`` seeds
-    Poisson input. Enum fields accept their string values.
+    Poisson input; ``readout`` how the class is read (:mod:`spikecast.measure.readout`).
+    Enum fields accept their string values.
     """
 
     name: ClassVar[str] = "rate"
@@ -59,6 +61,7 @@ class RateRecipe(Recipe):
     input_coding: InputCoding = InputCoding.CONSTANT
     seed: int = 0
     threshold: float = 1.0
+    readout: Readout = Readout.COUNT_MEMBRANE
 
     def __post_init__(self) -> None:
         if (
@@ -77,6 +80,7 @@ class RateRecipe(Recipe):
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))
         object.__setattr__(self, "percentile", float(self.percentile))
+        object.__setattr__(self, "readout", Readout(self.readout))
         object.__setattr__(self, "reset", neuron.reset)
         object.__setattr__(self, "threshold", neuron.threshold)
 

@@ -24,6 +24,7 @@ step t = 1..T:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -72,7 +73,9 @@ class RateOutput:
     population (batch, *out_shape, summed over its spiking inputs); stages fed by the
     analog input have none. ``input_spikes`` is the per-sample number of Poisson input
     spikes (zeros for constant input); ``predictions[t]`` is the readout after step t + 1,
-    shape (steps, batch).
+    shape (steps, batch) (most spikes, ties by the larger membrane); ``output_counts[t]`` and
+    ``output_v[t]`` are the output neurons' spike counts and membranes after step t + 1,
+    (steps, batch, outputs) each.
     """
 
     populations: tuple[Stage, ...]
@@ -83,6 +86,8 @@ class RateOutput:
     input_spikes: torch.Tensor
     predictions: torch.Tensor
     steps: int
+    output_counts: torch.Tensor
+    output_v: torch.Tensor
 
 
 def lex_argmax(primary: torch.Tensor, secondary: torch.Tensor, dim: int) -> torch.Tensor:
@@ -253,11 +258,14 @@ class _Run:
     def run(self, steps: int) -> RateOutput:
         out = self.pops[-1].index
         predictions = torch.empty(steps, self.x.shape[0], dtype=torch.long)
+        n_out = math.prod(self.pops[-1].out_shape)
+        output_counts = torch.empty(steps, self.x.shape[0], n_out)
+        output_v = torch.empty(steps, self.x.shape[0], n_out)
         for t in range(steps):
             self.step()
-            predictions[t] = lex_argmax(
-                self.counts[out].flatten(1), self.state[out].v.flatten(1), dim=1
-            )
+            output_counts[t] = self.counts[out].flatten(1)
+            output_v[t] = self.state[out].v.flatten(1)
+            predictions[t] = lex_argmax(output_counts[t], output_v[t], dim=1)
         return RateOutput(
             populations=tuple(self.pops),
             names=tuple(s.name for s in self.pops),
@@ -267,6 +275,8 @@ class _Run:
             input_spikes=self.input_spikes,
             predictions=predictions,
             steps=steps,
+            output_counts=output_counts,
+            output_v=output_v,
         )
 
     def step(self) -> None:

@@ -155,16 +155,6 @@ def _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_
 
 
 @njit(cache=True)
-def _readout(v, q, lo, hi):  # pragma: no cover - compiled
-    """argmax of the output counts, ties by larger v, then by lower index."""
-    best = lo
-    for i in range(lo + 1, hi):
-        if q[i] > q[best] or (q[i] == q[best] and v[i] > v[best]):
-            best = i
-    return best - lo
-
-
-@njit(cache=True)
 def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # pragma: no cover
     """(node, unit) of every neuron that fires on its bias alone at t = 0, node by node in
     index order: the same for every frame (v = bias, q = 0), so computed once."""
@@ -185,7 +175,7 @@ def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # p
 def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_kind, node_theta,
               node_relu, bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
               edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap,
-              pred_at, spikes_at, updates_at, pos, neg, updates, updates_in,
+              q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in,
               pool_msgs):  # pragma: no cover - compiled
     """Simulate one frame in the buffers ``v`` and ``q`` (all nodes concatenated), which
     start at v = bias, q = 0 and hold the final state; ``t0_units`` is :func:`bias_firing`
@@ -236,7 +226,8 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_k
                           updates, updates_in, pool_msgs)
             tail = 0
         if g < grid.shape[0]:
-            pred_at[g] = _readout(v, q, lo, hi)
+            q_at[g] = q[lo:hi]
+            v_at[g] = v[lo:hi]
             spikes_at[g] = pos.sum() + neg.sum()
             updates_at[g] = updates.sum()
 
@@ -252,7 +243,8 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     n_grid = grid.shape[0]
     n_nodes = node_kind.shape[0]
     n_out = node_offset[n_nodes] - node_offset[n_nodes - 1]
-    pred_at = np.zeros((n_frames, n_grid), np.int64)
+    q_at = np.zeros((n_frames, n_grid, n_out), np.int64)
+    v_at = np.zeros((n_frames, n_grid, n_out), np.float64)
     spikes_at = np.zeros((n_frames, n_grid), np.int64)
     updates_at = np.zeros((n_frames, n_grid), np.int64)
     pos = np.zeros((n_frames, n_nodes), np.int64)
@@ -271,9 +263,9 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
         run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, t0_units, node_offset, node_kind,
                   node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
                   edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
-                  win_src, fired_cap, pred_at[f], spikes_at[f], updates_at[f], pos[f], neg[f],
+                  win_src, fired_cap, q_at[f], v_at[f], spikes_at[f], updates_at[f], pos[f], neg[f],
                   updates[f], updates_in[f], pool_msgs[f])
         out_v[f] = v[lo:]
         out_q[f] = q[lo:]
-    return (pred_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, out_v,
-            out_q)
+    return (q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs,
+            out_v, out_q)

@@ -12,7 +12,7 @@ from spikecast.choice import Choice
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import layer_macs
 from spikecast.measure.result import CumulativeCounts, LayerStats
-from spikecast.schemes.base import Calibration, SpikingModel, Summary
+from spikecast.schemes.base import Calibration, OutputTrace, SpikingModel, Summary
 from spikecast.schemes.sigma_delta.encoding import check_input
 from spikecast.schemes.sigma_delta.program import Program, build_program, population_stages
 from spikecast.schemes.sigma_delta.qann import qann_predict
@@ -115,11 +115,13 @@ class SigmaDeltaModel(SpikingModel):
 
     def simulate_batch(  # type: ignore[override]
         self, x: torch.Tensor, tally: SigmaDeltaTally
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of frames; the final readout is taken after every event has settled."""
+    ) -> OutputTrace:
+        """One batch of frames: the output's signed counts and V_mem at every time point;
+        the final values after every event has settled."""
         rec = self.simulate(x)
         tally.records.append(rec)
-        return torch.as_tensor(rec.pred_at), torch.as_tensor(rec.final_pred)
+        return OutputTrace(torch.as_tensor(rec.out_q_at), torch.as_tensor(rec.out_v_at),
+                           torch.as_tensor(rec.out_q), torch.as_tensor(rec.out_v))
 
 
 class SigmaDeltaTally:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from spikecast.ir.graph import Network
+from spikecast.measure.readout import Readout
 from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.sigma_delta.model import SigmaDeltaModel, SimMode
 from spikecast.schemes.sigma_delta.neuron import FiringRule, check_theta
@@ -50,7 +51,8 @@ class SigmaDeltaRecipe(Recipe):
     """Sigma-delta scheme. ``theta``: a shared quantization level, one per population, or
     :class:`Calibrated`; ``rule``: 'exact' or 'paper'; ``mode``: 'event' or 'timeslice';
     ``input_threshold``: pixels above it spike once at 1 - p; ``delay``: synaptic delay (TU);
-    ``time_points``: how many points of the accuracy-vs-time curve (0 .. 1 - threshold)."""
+    ``time_points``: how many points of the accuracy-vs-time curve (0 .. 1 - threshold);
+    ``readout``: how the class is read from the output (:mod:`spikecast.measure.readout`)."""
 
     name: ClassVar[str] = "sigma-delta"
     calibration_type: ClassVar[type[Calibration]] = SigmaDeltaCalibration
@@ -62,9 +64,11 @@ class SigmaDeltaRecipe(Recipe):
     delay: float = 0.0
     time_points: int = 81
     device: str = "cpu"
+    readout: Readout = Readout.COUNT_MEMBRANE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", FiringRule(self.rule))
+        object.__setattr__(self, "readout", Readout(self.readout))
         try:
             object.__setattr__(self, "mode", SimMode(self.mode))
         except ValueError:

@@ -1,6 +1,7 @@
 """What a sigma-delta simulation of a batch of frames records (both simulators fill it).
 
-Per frame f and reported time point g: ``pred_at[f, g]`` (readout), ``spikes_at`` (cumulative
+Per frame f and reported time point g: ``out_q_at[f, g]`` and ``out_v_at[f, g]`` (the output
+neurons' signed counts and membrane potentials), ``spikes_at`` (cumulative
 neuron spikes, positive + negative), ``updates_at`` (cumulative synaptic updates: every
 spike, input spike and pool message x its fan-out). Per frame and node m (node 0 = input):
 ``pos``/``neg`` spikes of population nodes, ``updates[:, m]`` updates caused by node m's
@@ -19,7 +20,8 @@ import numpy as np
 @dataclass(frozen=True, eq=False)
 class SimRecord:
     times: np.ndarray
-    pred_at: np.ndarray
+    out_q_at: np.ndarray
+    out_v_at: np.ndarray
     spikes_at: np.ndarray
     updates_at: np.ndarray
     pos: np.ndarray
@@ -30,6 +32,11 @@ class SimRecord:
     out_v: np.ndarray
     out_q: np.ndarray
     updates_in: np.ndarray
+
+    @property
+    def pred_at(self) -> np.ndarray:
+        """Readout at every time point (F, G): most spikes, ties by the larger potential."""
+        return readout(self.out_q_at, self.out_v_at)
 
     @property
     def final_pred(self) -> np.ndarray:
@@ -49,9 +56,9 @@ class SimRecord:
 
 
 def readout(count: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Per row: index of the largest count, ties by larger v, then by lower index."""
-    top = count == count.max(axis=1, keepdims=True)
-    return np.where(top, v, -np.inf).argmax(axis=1)
+    """Along the last axis: index of the largest count, ties by larger v, then lower index."""
+    top = count == count.max(axis=-1, keepdims=True)
+    return np.where(top, v, -np.inf).argmax(axis=-1)
 
 
 def time_points(duration: float, n: int) -> np.ndarray:

@@ -125,8 +125,8 @@ class EventSimulator(SimulatorSettings):
         index, ptr, times = encode_frames(frames, self.input_threshold)
         out = kernel.run_frames(index, ptr, times, self.grid, _RULE_CODE[self.rule],
                                 *self.program.kernel_arrays())
-        pred_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, v, q = out
-        return SimRecord(self.grid + self.hops * self.delay, pred_at, spikes_at, updates_at,
+        q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, v, q = out
+        return SimRecord(self.grid + self.hops * self.delay, q_at, v_at, spikes_at, updates_at,
                          pos, neg, updates, pool_msgs, np.diff(ptr), v, q, updates_in)
 
     def final_state(self, frame: torch.Tensor) -> FrameState:
@@ -137,7 +137,10 @@ class EventSimulator(SimulatorSettings):
         v = np.empty(int(p.node_offset[-1]))
         q = np.empty(int(p.node_offset[-1]), np.int64)
         n_nodes = p.n_nodes
-        rows = [np.zeros(len(self.grid), np.int64) for _ in range(3)]
+        n_out = int(p.node_offset[-1] - p.node_offset[-2])
+        rows = [np.zeros((len(self.grid), n_out), np.int64),
+                np.zeros((len(self.grid), n_out)),
+                *(np.zeros(len(self.grid), np.int64) for _ in range(2))]
         per_node = [np.zeros(n_nodes, np.int64) for _ in range(5)]
         rule = _RULE_CODE[self.rule]
         t0_units = kernel.bias_firing(p.bias, rule, p.node_offset, p.node_kind, p.node_theta,

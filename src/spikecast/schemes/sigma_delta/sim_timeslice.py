@@ -131,7 +131,9 @@ class TimeSliceSimulator(SimulatorSettings):
         grid = torch.as_tensor(self.grid, device=self.device)
         slices = torch.unique(spike_time[torch.isfinite(spike_time)])
         n_grid = len(self.grid)
-        pred_at = torch.zeros(b, n_grid, dtype=torch.long, device=self.device)
+        n_out = count[-1].shape[1]
+        q_at = torch.zeros(b, n_grid, n_out, dtype=torch.float64, device=self.device)
+        v_at = torch.zeros_like(q_at)
         spikes_at = torch.zeros(b, n_grid, dtype=torch.float64, device=self.device)
         updates_at = torch.zeros_like(spikes_at)
         k = 0
@@ -143,13 +145,14 @@ class TimeSliceSimulator(SimulatorSettings):
                 self._sweep(d_in, v, count, acc, initial=False)
                 k += 1
             if g < n_grid:
-                pred_at[:, g] = _readout(count[-1], v[-1])
+                q_at[:, g] = count[-1]
+                v_at[:, g] = v[-1]
                 spikes_at[:, g] = (acc["pos"] + acc["neg"]).sum(1)
                 updates_at[:, g] = acc["updates"].sum(1)
         cpu = {name: t.cpu().numpy().astype(np.int64) for name, t in acc.items()}
         return SimRecord(
             self.grid + self.hops * self.delay,
-            pred_at.cpu().numpy(), _int(spikes_at), _int(updates_at),
+            _int(q_at), v_at.cpu().numpy(), _int(spikes_at), _int(updates_at),
             cpu["pos"], cpu["neg"], cpu["updates"], cpu["pool"],
             count[0].sum(1).cpu().numpy().astype(np.int64),
             v[-1].cpu().numpy(), count[-1].cpu().numpy().astype(np.int64), cpu["updates_in"],
@@ -208,12 +211,6 @@ def _to(layer: Layer, device: torch.device) -> Layer:
     if isinstance(layer, (Linear, Conv2d)):
         return replace(layer, weight=layer.weight.to(device))
     return layer
-
-
-def _readout(count: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """argmax of count, ties by larger v, then lower index."""
-    top = count == count.max(1, keepdim=True).values
-    return torch.where(top, v, -torch.inf).argmax(1)
 
 
 def _int(t: torch.Tensor) -> np.ndarray:

@@ -15,11 +15,10 @@ from spikecast.energy.circuit import CircuitEnergyModel
 from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import SpikeCounter
-from spikecast.schemes.base import Calibration, SpikingModel, Summary
+from spikecast.schemes.base import Calibration, OutputTrace, SpikingModel, Summary
 from spikecast.schemes.ssnn.network import (
     CircuitNetwork,
 )
-from spikecast.schemes.ssnn.readout import silent_samples, winner_take_all
 from spikecast.schemes.ssnn.sim_clock import simulate_clock
 from spikecast.schemes.ssnn.sim_event import EventResult, checkpoint_times, simulate_events
 
@@ -42,14 +41,6 @@ class Simulator(Choice):
 
     EVENT = "event"
     CLOCK = "clock"
-
-
-@dataclass(frozen=True)
-class Readout:
-    """Predicted class per sample at every checkpoint (B, K) and the silent-output flags."""
-
-    predictions: torch.Tensor
-    silent: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -108,11 +99,6 @@ class SSNNModel(SpikingModel):
                                   self.recipe.n_points)
         return simulate_events(self.circuit, duty, phase, self.recipe.n_points)
 
-    @staticmethod
-    def readout(result: EventResult) -> Readout:
-        preds = winner_take_all(result.checkpoint_counts, result.checkpoint_v)
-        return Readout(preds, silent_samples(result.checkpoint_counts[:, -1]))
-
     def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Spikes of every neuron of every layer within the window, (batch, neurons) each."""
         return list(self.simulate(x).counts)
@@ -126,13 +112,14 @@ class SSNNModel(SpikingModel):
 
     def simulate_batch(  # type: ignore[override]
         self, x: torch.Tensor, tally: SSNNTally
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch: readout at every checkpoint; PWM pulses (zero pixels too) and every
-        layer's spikes are counted as synaptic events into the next layer."""
+    ) -> OutputTrace:
+        """One batch: output counts and membranes at every checkpoint; PWM pulses (zero
+        pixels too) and every layer's spikes are counted as synaptic events into the next
+        layer."""
         result = self.simulate(x)
-        read = self.readout(result)
-        tally.add(x, result, read)
-        return read.predictions, read.predictions[:, -1]
+        tally.add(x, result)
+        counts, v = result.checkpoint_counts, result.checkpoint_v
+        return OutputTrace(counts, v, counts[:, -1], v[:, -1])
 
 
 class SSNNTally:
@@ -143,7 +130,7 @@ class SSNNTally:
         self.counter = SpikeCounter(model.ann)
         self.silent = 0
 
-    def add(self, x: torch.Tensor, result: EventResult, read: Readout) -> None:
+    def add(self, x: torch.Tensor, result: EventResult) -> None:
         p = self.model.circuit.params
         phase = p.encoder.phases(self.model.circuit.n_inputs)
         pulses = pwm_pulse_count(self.model.duty(x), phase, p.encoder.period, p.window)
@@ -153,7 +140,7 @@ class SSNNTally:
             self.counter.add_inputs(stage, arriving.double().reshape(len(x), *stage.in_shape))
             self.counter.add_spikes(stage, emitted)
         self.counter.add_samples(len(x))
-        self.silent += int(read.silent.sum())
+        self.silent += int((result.counts[-1] == 0).all(1).sum())
 
     def summary(self, n_samples: int) -> Summary:
         model = self.model

@@ -20,6 +20,7 @@ import torch
 from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import model_based
+from spikecast.measure.readout import Readout
 from spikecast.schemes.base import Calibration, Recipe
 from spikecast.schemes.ssnn.circuit import (
     PAPER_MAX_RATE_HZ,
@@ -55,8 +56,8 @@ class SSNNRecipe(Recipe):
     ideal rates is ``rate_target`` x the maximum rate, and ``output_rate_target`` x it for
     the output layer; a float (same for every layer) or a per-layer sequence fixes it.
     The output target is lower by default because an output neuron in reset discards whole
-    incoming pulses, which makes high output counts noisy; the readout then decides on
-    counts first and membrane potentials second (see :mod:`spikecast.schemes.ssnn.readout`).
+    incoming pulses, which makes high output counts noisy; the default ``readout`` decides on
+    counts first and membrane potentials second (:mod:`spikecast.measure.readout`).
     ``t_ref`` None = 1 / 5.3 MHz - spike_width. Biases (and the ``fold`` input offset)
     become constant current sources. ``simulator`` picks the exact event-driven simulator
     or the clock-driven one (step ``dt``); the accuracy curve has ``n_points`` points.
@@ -90,6 +91,7 @@ class SSNNRecipe(Recipe):
     dt: float = 1e-9
     n_points: int = 50
     energy_preset: str = "ssnn-180nm"
+    readout: Readout = Readout.COUNT_MEMBRANE
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
@@ -101,6 +103,7 @@ class SSNNRecipe(Recipe):
         put("phase", parse_enum(Phase, self.phase, "phase"))
         put("input_mapping", parse_enum(InputMapping, self.input_mapping, "input_mapping"))
         put("simulator", parse_enum(Simulator, self.simulator, "simulator"))
+        put("readout", Readout(self.readout))
         for key in ("rate_target", "output_rate_target"):
             target = getattr(self, key)
             if not 0 < target <= 1:
