@@ -218,7 +218,10 @@ def test_compare_reports_a_residual_network() -> None:
     data = Dataset("toy", x[:16], y[:16], x[16:], y[16:], 3, "none")
     out = compare(net, data, CompareConfig(schemes=("rate", "ssnn"), params={
         "rate": {"steps": 40}}, calib_samples=16, fidelity_samples=4))
-    assert "SSNN circuit is a chain" in out["failed"]["ssnn"]
+    assert "SSNN circuit is a chain" in out["skipped"]["ssnn"] and not out["failed"]
+    from spikecast.report.html import render
+
+    assert 'id="skipped"' in render(out) and 'id="failed"' not in render(out)
     rate = out["schemes"]["rate"]
     names = [layer["name"] for layer in rate["layers"]]
     assert names == ["stem", "conv1+bn1", "conv2+bn2", "add", "fc"]

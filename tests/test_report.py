@@ -167,6 +167,7 @@ def test_fake_scheme_entry_golden(fake_results: dict[str, Any]) -> None:
     assert sum(map(sum, entry["confusion"])) == 20
     assert entry["confusion"] == confusion_matrix(ann_pred, data.y_test, 3)
     assert fake_results["failed"] == {"broken": "broken: Conv2d layers are not supported"}
+    assert fake_results["skipped"] == {}
     json.dumps(fake_results)
 
 

@@ -66,6 +66,8 @@ def summary_table(results: dict[str, Any]) -> Table:
         table.add_row(name, f"{100 * e['accuracy']:.2f}", mean, f"{e['spikes_per_neuron']:.3f}",
                       f"{e['effective_acs']:,.0f}", f"{e['effective_macs']:,.0f}",
                       f"{e['wall_s']:.1f}")
+    for name, message in results.get("skipped", {}).items():
+        table.add_row(name, "skipped", message[:60], "", "", "", "")
     for name, message in results.get("failed", {}).items():
         table.add_row(name, "failed", message[:60], "", "", "", "")
     return table

@@ -5,7 +5,9 @@ entry gains ``effective_acs``, ``effective_macs``, ``dense_ops``, ``neuron_updat
 ``activation_sparsity``, ``latency``, ``energy_J`` ({preset: {"ann": J, "snn": J}}),
 ``fidelity``, ``firing``, ``confusion``, ``curves`` (accuracy vs time fraction, spikes per
 neuron and operations) and ``wall_s``; ``ann`` gains its workload, sparsities, footprint
-and confusion matrix; schemes that cannot convert the model are listed under ``failed``.
+and confusion matrix; schemes whose scope excludes the model (an
+:class:`~spikecast.schemes.base.UnsupportedGraph`) are listed under ``skipped`` with the
+reason, schemes that fail otherwise under ``failed``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from spikecast.measure.opcounts import snn_workload as count_snn
 from spikecast.measure.result import RunResults, SchemeResult, accuracy
 from spikecast.report.adapters import LayerProbe, probe_layers
 from spikecast.schemes import convert, get_recipe, scheme_names
-from spikecast.schemes.base import SpikingModel
+from spikecast.schemes.base import SpikingModel, UnsupportedGraph
 
 HISTOGRAM_BINS = 20
 
@@ -151,12 +153,16 @@ def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
     run = RunResults(data.name, accuracy(ann_pred, y), ann_macs(net), len(x))
     entries: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in cfg.schemes:
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
         try:
             snn = convert(net, get_recipe(name, **cfg.params.get(name, {})), calib_x=calib)
             result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
+        except UnsupportedGraph as exc:
+            skipped[name] = str(exc)
+            continue
         except ValueError as exc:
             failed[name] = str(exc)
             continue
@@ -181,6 +187,7 @@ def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
     }
     out["schemes"] = entries
     out["failed"] = failed
+    out["skipped"] = skipped
     out["model"] = model_name
     out["energy_presets"] = {name: p.source for name, p in cfg.presets.items()}
     counts = network_counts(net)

@@ -125,6 +125,11 @@ def render(results: Results) -> str:
         "inputs and weights; an AC has a spike input). Latency: mean time after which a "
         "sample's prediction stops changing.</p>",
     ]
+    if results.get("skipped"):
+        items = "".join(f"<li><b>{escape(n)}</b>: skipped, {escape(m)}</li>"
+                        for n, m in results["skipped"].items())
+        parts.append("<h2>Schemes that do not apply to this model</h2>"
+                     f'<ul id="skipped">{items}</ul>')
     if results.get("failed"):
         items = "".join(f"<li><b>{escape(n)}</b>: {escape(m)}</li>"
                         for n, m in results["failed"].items())

@@ -1,6 +1,13 @@
 """Coding schemes: the recipe/model protocol, the registry and the converter."""
 
-from spikecast.schemes.base import Calibration, Recipe, SpikingModel, Summary, Tally
+from spikecast.schemes.base import (
+    Calibration,
+    Recipe,
+    SpikingModel,
+    Summary,
+    Tally,
+    UnsupportedGraph,
+)
 from spikecast.schemes.convert import convert
 from spikecast.schemes.registry import (
     get_recipe,
@@ -11,6 +18,16 @@ from spikecast.schemes.registry import (
 )
 
 __all__ = [
-    "Calibration", "Recipe", "SpikingModel", "Summary", "Tally", "convert", "get_recipe",
-    "recipe_class", "register", "scheme_names", "unregister",
+    "Calibration",
+    "Recipe",
+    "SpikingModel",
+    "Summary",
+    "Tally",
+    "UnsupportedGraph",
+    "convert",
+    "get_recipe",
+    "recipe_class",
+    "register",
+    "scheme_names",
+    "unregister",
 ]

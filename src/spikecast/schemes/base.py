@@ -42,6 +42,11 @@ from spikecast.measure.result import (
 C = TypeVar("C", bound="Calibration")
 
 
+class UnsupportedGraph(ValueError):
+    """The network is valid but outside what a scheme can build (e.g. a branched graph
+    for a chain-only circuit): reports list the scheme as *skipped*, not *failed*."""
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Base of every scheme's calibration record: frozen, JSON-able fields (floats and

@@ -20,6 +20,7 @@ from enum import Enum
 import torch
 
 from spikecast.ir.graph import AvgPool2d, Conv2d, Flatten, Linear, Network
+from spikecast.schemes.base import UnsupportedGraph
 from spikecast.schemes.ssnn.circuit import CircuitParams
 
 MAX_DENSE_ENTRIES = 50_000_000
@@ -58,7 +59,7 @@ def dense_layers(net: Network) -> list[DenseLayer]:
     if not net.is_chain:
         merges = [n for n, layer in zip(net.names, net.layers, strict=True)
                   if type(layer).__name__ in ("Add", "Concat")]
-        raise ValueError(
+        raise UnsupportedGraph(
             f"layers {merges}: the SSNN circuit is a chain of layers; branched networks "
             "(residual Add, Concat) are supported by the rate and sigma-delta schemes"
         )
@@ -69,12 +70,12 @@ def dense_layers(net: Network) -> list[DenseLayer]:
         if isinstance(s.layer, Flatten):
             continue
         if not s.synaptic:
-            raise ValueError(
+            raise UnsupportedGraph(
                 f"layer {s.name!r}: {type(s.layer).__name__} is not supported by the SSNN "
                 "scheme (supported: Linear, Conv2d, AvgPool2d, Flatten, ReLU)"
             )
         if not s.relu and s is not synaptic[-1]:
-            raise ValueError(f"layer {s.name!r}: every hidden layer needs a ReLU after it")
+            raise UnsupportedGraph(f"layer {s.name!r}: every hidden layer needs a ReLU after it")
         layers.append(_dense(s.name, s.layer, s.in_shape, s.out_shape))
     return layers
 
@@ -87,7 +88,7 @@ def _dense(name: str, layer, in_shape, out_shape) -> DenseLayer:
         bias = torch.zeros(n_out, dtype=torch.float64) if b is None else b.double()
         return DenseLayer(name, w, bias)
     if n_in * n_out > MAX_DENSE_ENTRIES:
-        raise ValueError(
+        raise UnsupportedGraph(
             f"layer {name!r}: unrolling {type(layer).__name__} to a {n_out}x{n_in} matrix "
             f"exceeds {MAX_DENSE_ENTRIES} synapses"
         )
