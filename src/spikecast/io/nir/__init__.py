@@ -13,6 +13,8 @@ from typing import Any
 _EXPORTS = {
     "export_nir": "spikecast.io.nir.export",
     "write_nir": "spikecast.io.nir.export",
+    "write_graph": "spikecast.io.nir.export",
+    "NirDialect": "spikecast.io.nir.dialect",
     "read_nir": "spikecast.io.nir.import_chain",
 }
 
