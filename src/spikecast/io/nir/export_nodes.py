@@ -9,6 +9,9 @@ and Flatten; none reads Linear, AvgPool2d and SumPool2d alike):
   importers build ``nn.Conv2d(weight.shape[1], ...)`` and reject them;
 * MaxPool2d (only with ``approximate``) -> the sum-pool Conv2d, ones on the diagonal, with
   the max-pool in the metadata;
+* a grouped Conv2d -> its dense block-diagonal equivalent (nir 1.0.8 types a Conv2d's input
+  as weight.shape[1] channels, so grouped weights fail its type check on read, and the three
+  peer importers reject them too); ``{"groups": g}`` in the metadata restores the groups;
 * Flatten -> ``Flatten(start_dim=-ndim, end_dim=-1)``: NIR shapes exclude the batch, but the
   readers hand start_dim and end_dim to ``torch.nn.Flatten`` on batched tensors; negative
   dimensions flatten one sample under both readings.
@@ -68,11 +71,25 @@ def _conv_node(stage: Stage, weight: np.ndarray, bias: np.ndarray | None, stride
     )
 
 
+def block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """The dense (out, in, kh, kw) weight of a grouped (out, in / groups, kh, kw) one."""
+    out, per_in = weight.shape[:2]
+    per_out = out // groups
+    dense = np.zeros((out, per_in * groups, *weight.shape[2:]), dtype=weight.dtype)
+    for g in range(groups):
+        rows = slice(g * per_out, (g + 1) * per_out)
+        dense[rows, g * per_in:(g + 1) * per_in] = weight[rows]
+    return dense
+
+
 def _export_conv(stage: Stage, charge: float, ctx: ExportContext) -> list:
     layer: Conv2d = stage.layer
     bias = None if layer.bias is None else _f32(layer.bias)
-    node = _conv_node(stage, _charged(layer.weight, charge), bias, layer.stride,
-                      layer.padding, layer.groups, {"bias": layer.bias is not None})
+    meta = {"bias": layer.bias is not None}
+    weight = _charged(layer.weight, charge)
+    if layer.groups > 1:
+        weight, meta["groups"] = block_diagonal(weight, layer.groups), layer.groups
+    node = _conv_node(stage, weight, bias, layer.stride, layer.padding, 1, meta)
     return [("", node)]
 
 

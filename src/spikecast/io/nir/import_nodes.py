@@ -107,8 +107,27 @@ def _import_conv(name: str, node: nir.Conv2d, b: Any) -> None:
     bias = _tensor(node.bias).reshape(-1) if meta.get("bias", True) else None
     stride = _ints(node.stride, where, "stride")
     groups = int(np.asarray(node.groups))
-    b.synaptic(name, Conv2d(_tensor(node.weight), bias, stride, _conv_padding(name, node),
-                            groups))
+    weight = np.asarray(node.weight, dtype=np.float32)
+    if groups == 1 and int(meta.get("groups", 1)) > 1:
+        groups = int(meta["groups"])
+        weight = _grouped(where, weight, groups)
+    b.synaptic(name, Conv2d(_tensor(weight), bias, stride, _conv_padding(name, node), groups))
+
+
+def _grouped(where: str, dense: np.ndarray, groups: int) -> np.ndarray:
+    """The grouped weight that spikecast wrote as its dense block-diagonal form."""
+    out, c_in = dense.shape[:2]
+    if out % groups or c_in % groups:
+        raise ValueError(f"{where}: metadata says groups={groups}, which does not divide the "
+                         f"weight's {out} outputs and {c_in} inputs")
+    per_out, per_in = out // groups, c_in // groups
+    blocks = [dense[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in]
+              for g in range(groups)]
+    grouped = np.concatenate(blocks, axis=0)
+    if np.count_nonzero(dense) != np.count_nonzero(grouped):
+        raise ValueError(f"{where}: metadata says groups={groups}, but the weight has "
+                         "connections outside the diagonal blocks")
+    return grouped
 
 
 def _pool_args(name: str, node: nir.NIRNode) -> tuple[tuple[int, int], ...]:
