@@ -269,3 +269,29 @@ def test_grouped_conv_survives_spikecast_and_nir_files(tmp_path) -> None:
     x = torch.rand(4, 2, 4, 4, generator=torch.Generator().manual_seed(6))
     for a, b in zip(model.simulate(x).counts, back.simulate(x).counts, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["mnist-cnn", "residual"])
+def test_dynamo_export_of_reference_models_matches_capture(name: str) -> None:
+    """torch.onnx.export's default exporter (dynamo): same layer graph as the torch path."""
+    pytest.importorskip("onnxscript")
+    from dag_models import ResidualBlock
+
+    from spikecast.frontends.onnx.reader import load_onnx
+    from spikecast.zoo.models import get_architecture
+
+    torch.manual_seed(7)
+    if name == "residual":
+        model, shape = ResidualBlock().eval(), (1, 6, 6)
+    else:
+        arch = get_architecture(name)
+        model, shape = arch.build().eval(), arch.input_shape
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *shape),), buf, dynamo=True)
+    ours, ref = load_onnx(buf.getvalue()), capture(model, shape)
+    assert [type(a) for a in ours.layers] == [type(b) for b in ref.layers]
+    x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
