@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
 
 from spikecast import __version__
 from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, is_ann, load_module
+from spikecast.cli.output import make_console
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.frontends.torch_fx import capture
 from spikecast.io.annfile import save_model
@@ -33,8 +32,7 @@ app = typer.Typer(
 )
 reproduce_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
-# Tables need ~100 columns; rich assumes 80 when stdout is not a terminal.
-console = Console(width=None if sys.stdout.isatty() else 110)
+console = make_console()
 
 DataDir = Annotated[
     Path | None,
@@ -114,13 +112,17 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
     seed: Seed = 0,
+    log_every: Annotated[int | None, typer.Option(
+        min=1, help="Epochs between log lines (default: a tenth of the run).")] = None,
 ) -> None:
-    """Train a reference architecture and save it as .safetensors plus a JSON sidecar."""
+    """Train a reference architecture and save it as .safetensors plus a JSON sidecar
+    (one progress bar, or plain progress lines when the output is not a terminal)."""
     try:
         a = get_architecture(arch)
         data = load_dataset(dataset or a.dataset, data_dir, seed=seed)
         trained = train_model(
-            arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True
+            arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True,
+            log_every=log_every,
         )
         save_model(trained, out, arch=arch, metadata={"dataset_spec": dataset or a.dataset})
     except ValueError as exc:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from spikecast.cli.output import make_console
+
+console = make_console()
 
 DIALECT_HELP = (
     "Whose reading of NIR to write for: 'nir' (IF nodes, the standard: norse, sinabs, "

@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, load_module
+from spikecast.cli.output import make_console
 from spikecast.datasets.loaders import load_dataset
 from spikecast.energy.presets import all_presets
 from spikecast.report.compare import CompareConfig, compare
 from spikecast.report.html import load_results, save_comparison, write_report
 from spikecast.schemes import RECIPES
 
-console = Console()
+console = make_console()
 
 
 def _fail(message: str) -> None:
@@ -59,8 +59,8 @@ def summary_table(results: dict[str, Any]) -> Table:
         table.add_row(name, f"{100 * e['accuracy']:.2f}", mean, f"{e['spikes_per_neuron']:.3f}",
                       f"{e['effective_acs']:,.0f}", f"{e['effective_macs']:,.0f}",
                       f"{e['wall_s']:.1f}")
-    for name, message in results.get("failed", {}).items():
-        table.add_row(name, "failed", message[:60], "", "", "", "")
+    for name in results.get("failed", {}):
+        table.add_row(name, "failed", "", "", "", "", "")
     return table
 
 
@@ -116,6 +116,8 @@ def register(app: typer.Typer) -> None:
         console.print(summary_table(results))
         console.print(f"wrote {json_path} and {html_path}")
         failed = results.get("failed", {})
+        for name, message in failed.items():
+            console.print(f"{name} failed: {message}", highlight=False)
         if failed:
             console.print(f"[red]error:[/red] {len(failed)} of {len(names)} schemes failed: "
                           f"{', '.join(failed)}")
