@@ -15,10 +15,14 @@ $(BIN)/spikecast: pyproject.toml
 	# torch first, pinned: on this workplace it is a local CPU build (override TORCH=...)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test]"
-	# oracle tests: NeuroBench op counts and norse's NIR import need only these packages;
-	# their declared extras (torchvision, torchaudio, dataset loaders) would replace the
-	# pinned torch, hence --no-deps
-	$(BIN)/python -m pip install -q --no-deps "neurobench==2.3.0" "snntorch==1.0.0" "norse==1.1.0"
+	# oracle tests: NeuroBench op counts and the NIR peers (snnTorch, norse, sinabs; pbr is
+	# sinabs' version helper) need only these packages; their declared extras (torchvision,
+	# torchaudio, samna, dataset loaders, sinabs' nir<=1.0.4) would replace the pinned torch
+	# or nir, hence --no-deps
+	$(BIN)/python -m pip install -q --no-deps "neurobench==2.3.0" "snntorch==1.0.0" \
+		"norse==1.1.0" "sinabs==3.1.3" "pbr==7.1.3"
+	# nir 1.0.4 (sinabs' pin) beside the venv, not in it: the test that it reads our files
+	$(BIN)/python -m pip install -q --no-deps --target $(VENV)/nir-1.0.4 "nir==1.0.4"
 	touch $(BIN)/spikecast
 
 install: $(BIN)/spikecast

@@ -164,7 +164,8 @@ class Branch(nn.Module):
     ("model", "shape", "needle"),
     [
         (nn.Sequential(nn.Linear(3, 3), nn.Sigmoid()), (3,), "Sigmoid"),
-        (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), (2, 5, 5), "groups=2"),
+        (nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")), (2, 5, 5),
+         "padding_mode"),
         (nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2)), (1, 9, 9), "dilation"),
         (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), (1, 5, 5), "ceil_mode"),
         (nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.BatchNorm1d(3)), (3,), "BatchNorm"),

@@ -1,4 +1,5 @@
-"""NIR export: threshold rule, charge scaling, node layout, metadata, refusals, CLI."""
+"""NIR export: threshold rule, charge scaling, node layout, dialects, metadata, refusals,
+CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ nir = pytest.importorskip("nir")
 
 from spikecast.cli.nir import register  # noqa: E402
 from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
-from spikecast.io.nir.export import nir_threshold  # noqa: E402
+from spikecast.io.nir.dialect import convention  # noqa: E402
 from spikecast.ir.graph import (  # noqa: E402
     Add,
     AvgPool2d,
@@ -61,7 +62,7 @@ def _meta(graph) -> dict:
 @pytest.mark.parametrize("theta", [1.0, 0.7, 3.0, 1e-3])
 def test_threshold_is_largest_float32_below_theta(theta):
     t32 = np.float32(theta)
-    v_thr = nir_threshold(theta)
+    v_thr = convention("nir").v_threshold(theta)
     assert v_thr < t32 and np.nextafter(v_thr, np.float32(np.inf)) == t32
     # every float32 near theta: NIR's strict v > v_thr is spikecast's v >= theta
     v = np.array([np.nextafter(t32, np.float32(np.inf)), t32, v_thr,
@@ -77,7 +78,10 @@ def test_chain_layout_weights_and_if_parameters():
     assert g.edges == [("input", "fc1"), ("fc1", "act1"), ("act1", "fc2"), ("fc2", "fc2_if"),
                        ("fc2_if", "output")]
     fc1, fc2 = g.nodes["fc1"], g.nodes["fc2"]
-    assert isinstance(fc1, nir.Affine) and isinstance(fc2, nir.Linear)
+    # Affine for a Linear without bias too (sinabs reads no Linear), its bias zero
+    assert isinstance(fc1, nir.Affine) and isinstance(fc2, nir.Affine)
+    assert np.array_equal(fc2.bias, np.zeros(2)) and _meta(fc2) == {"bias": False}
+    assert "spikecast" not in fc1.metadata
     # the input carries charge 1: first layer unchanged; spikes carry theta = 0.5
     assert np.array_equal(fc1.weight, net.layers[0].weight.numpy())
     assert np.array_equal(fc1.bias, net.layers[0].bias.numpy())
@@ -97,14 +101,25 @@ def test_conv_avgpool_flatten_nodes():
     model = _rate(_conv_pool(AvgPool2d), reset="zero", threshold=2.0)
     g = export_nir(model)
     types = [type(n).__name__ for n in g.nodes.values()]
-    assert types == ["Input", "Conv2d", "IF", "Scale", "AvgPool2d", "IF", "Flatten", "Linear",
-                     "IF", "Output"]
+    # the average pool is the equivalent convolution (none of the three peer readers
+    # reads AvgPool2d alike); its name had a dot (canonicalize's "pool.relu")
+    assert types == ["Input", "Conv2d", "IF", "Conv2d", "IF", "Flatten", "Affine", "IF",
+                     "Output"]
+    assert list(g.nodes)[4] == "pool_relu"
     conv = g.nodes["conv"]
     assert conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
     assert conv.groups == 1 and np.array_equal(conv.bias, np.zeros(2))
     assert json.loads(conv.metadata["spikecast"]) == {"bias": False}
-    assert np.all(g.nodes["pool_charge"].scale == 2.0)  # spikes of theta = 2 enter the pool
-    assert g.nodes["flat"].start_dim == 0 and g.nodes["flat"].end_dim == -1
+    pool = g.nodes["pool"]
+    # spikes of theta = 2 enter the 2 x 2 mean: weight 2 / 4 on the channel diagonal
+    want = np.zeros((2, 2, 2, 2), np.float32)
+    want[0, 0] = want[1, 1] = 0.5
+    assert np.array_equal(pool.weight, want) and np.array_equal(pool.bias, np.zeros(2))
+    assert pool.stride == (2, 2) and pool.padding == (0, 0)
+    assert _meta(pool) == {"layer": "AvgPool2d", "kernel_size": [2, 2], "stride": [2, 2],
+                           "padding": [0, 0]}
+    # negative dims: one sample flattened whether or not the reader counts the batch
+    assert g.nodes["flat"].start_dim == -3 and g.nodes["flat"].end_dim == -1
     assert np.array_equal(g.nodes["flat"].output_type["output"], [8])
     # the pool's own population (canonicalized ReLU) feeds the Linear: scaled by theta
     assert np.array_equal(g.nodes["fc"].weight, model.network.layers[-1].weight.numpy() * 2)
@@ -112,12 +127,16 @@ def test_conv_avgpool_flatten_nodes():
 
 def test_reset_subtract_refused_then_approximated():
     model = _rate(_fc())  # reset by subtraction, the default
-    with pytest.raises(ValueError, match=r"subtraction.*reset='zero'.*approximate=True"):
+    with pytest.raises(ValueError, match=r"subtraction.*reset='zero'.*'sinabs'.*approximate"):
         export_nir(model)
     g = export_nir(model, approximate=True)
     (change,) = _meta(g)["approximations"]
-    assert "reset by subtraction" in change
+    assert change.startswith("reset by subtraction (v <- v - theta) written as reset to zero")
     assert all(np.all(n.v_reset == 0) for n in g.nodes.values() if isinstance(n, nir.IF))
+    # the sinabs dialect resets by subtraction: exact, and reset to zero is the approximation
+    assert _meta(export_nir(model, dialect="sinabs"))["approximations"] == []
+    with pytest.raises(ValueError, match=r"reset to zero.*reset by subtraction"):
+        export_nir(_rate(_fc(), reset="zero"), dialect="sinabs")
 
 
 def test_maxpool_refused_then_sumpool_with_metadata():
@@ -126,11 +145,12 @@ def test_maxpool_refused_then_sumpool_with_metadata():
         export_nir(model)
     g = export_nir(model, approximate=True)
     pool = g.nodes["pool"]
-    assert isinstance(pool, nir.SumPool2d)
-    assert json.loads(pool.metadata["spikecast"]) == {
+    assert isinstance(pool, nir.Conv2d) and np.array_equal(pool.weight[:, :, 0, 0], np.eye(2))
+    assert np.all(pool.weight == pool.weight[:, :, :1, :1])  # a sum over the window
+    assert _meta(pool) == {
         "layer": "MaxPool2d", "kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0]}
-    assert _meta(g)["approximations"] == [
-        "pool: spike-count gated MaxPool2d written as SumPool2d (restored by spikecast)"]
+    (change,) = _meta(g)["approximations"]
+    assert change.startswith("pool: spike-count gated MaxPool2d written as a sum-pool")
 
 
 def test_sigma_delta_and_ssnn_models_refused():
@@ -171,13 +191,15 @@ def test_cli_export_nir(tmp_path: Path):
     register(app)
     app.command("noop")(lambda: None)  # a second command keeps export-nir a subcommand
     runner = CliRunner()
-    refused = runner.invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
+    refused = runner.invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir"), "--exact"])
     assert refused.exit_code == 2 and "max-pooling" in refused.output
     assert not (tmp_path / "m.nir").exists()
-    ok = runner.invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir"), "--approximate"])
+    ok = runner.invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
     assert ok.exit_code == 0, ok.output
-    assert "approximated: pool" in ok.output
-    assert isinstance(nir.read(tmp_path / "m.nir").nodes["pool"], nir.SumPool2d)
+    assert "approximated: pool" in ok.output and "for an exact file" in ok.output
+    assert _meta(nir.read(tmp_path / "m.nir").nodes["pool"])["layer"] == "MaxPool2d"
+    bad = runner.invoke(app, ["export-nir", str(snn), str(tmp_path / "x.nir"), "--dialect", "x"])
+    assert bad.exit_code == 2 and "allowed: 'nir', 'snntorch', 'sinabs'" in bad.output
 
 
 def _residual(weights: tuple[float, float]) -> Network:

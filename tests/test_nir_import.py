@@ -233,7 +233,7 @@ def test_leak_free_lif_and_cuba_lif_equal_if():
 def test_leaky_or_filtered_neurons_refused():
     fc = nir.Linear(weight=_a([1.0, 0.0], [0.0, 1.0]))
     leaky = nir.LIF(tau=_a(10, 20), r=_a(10, 20), v_leak=np.zeros(2, F32), v_threshold=_a(1, 1))
-    with pytest.raises(ValueError, match=r"node 'lif1': LIF leaks \(1/tau up to 0.1 "):
+    with pytest.raises(ValueError, match=r"node 'lif1': LIF leaks \(dt / tau up to 0.1 "):
         read_nir(_graph((2,), ("fc", fc), ("lif1", leaky)))
     inf = np.full(2, np.inf, F32)
     dead = nir.LIF(tau=inf, r=_a(1, 1), v_leak=np.zeros(2, F32), v_threshold=_a(1, 1))
@@ -261,12 +261,35 @@ def test_unknown_nodes_and_shapes_refused(tmp_path: Path):
     li = nir.LI(tau=_a(1, 1), r=_a(1, 1), v_leak=_a(0, 0))
     with pytest.raises(ValueError, match=r"node 'li' has NIR type LI"):
         read_nir(_graph((2,), ("fc", fc), ("li", li)))
-    with pytest.raises(ValueError, match=r"'fc2' follows synaptic node 'fc'"):
-        read_nir(_graph((2,), ("fc", fc), ("fc2", nir.Linear(weight=_a([1.0, 1.0])))))
+    def conv() -> nir.Conv2d:
+        return nir.Conv2d(input_shape=(2, 2), weight=np.ones((1, 1, 1, 1), F32), stride=1,
+                          padding=0, dilation=1, groups=1, bias=np.zeros(1, F32))
+
+    with pytest.raises(ValueError, match=r"'c2' follows synaptic node 'c1'"):
+        read_nir(_graph((1, 2, 2), ("c1", conv()), ("c2", conv())))
     with pytest.raises(ValueError, match=r"synaptic node 'fc' has no neuron population"):
         read_nir(_graph((2,), ("fc", fc)))
     with pytest.raises(ValueError, match=r"no such NIR file"):
         read_nir(tmp_path / "absent.nir")
+
+
+def test_linear_after_pool_is_composed_into_one_linear():
+    """sinabs writes SumPool2d -> Flatten -> Affine without neurons between: one Linear
+    W' = W J_pool, b' = b. x = 0.1 everywhere: the 2 x 2 sum is 0.4, W = 0.5, b = 0.1, so
+    I = 0.3 per step; v = .3, .6, .9, 1.2 -> spike (reset to 0): 2 spikes in 8 steps."""
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                         padding=np.array([0, 0]))
+    flat = nir.Flatten(input_type={"input": np.array([1, 1, 1])}, start_dim=0, end_dim=-1)
+    fc = nir.Affine(weight=_a([0.5]), bias=_a(0.1))
+    model = read_nir(_graph((1, 2, 2), ("pool", pool), ("flat", flat), ("fc", fc),
+                            ("n", _if(1.0))), steps=8)
+    flatten, linear = model.network.layers
+    assert isinstance(flatten, Flatten) and isinstance(linear, Linear)
+    assert model.network.names == ("flat", "pool+fc")
+    assert torch.equal(linear.weight, torch.full((1, 4), 0.5))
+    assert torch.equal(linear.bias, torch.tensor([0.1]))
+    counts = model.simulate(torch.full((1, 1, 2, 2), 0.1)).counts[0]
+    assert counts.tolist() == [[2.0]]
 
 
 def test_branched_graph_sums_the_edges_into_a_node():

@@ -361,7 +361,10 @@ def _conv_node(**attrs):
     ("node", "match"),
     [
         (helper.make_node("Sigmoid", ["x"], ["y"], name="act7"),
-         r"'act7': op 'Sigmoid' is not supported\. Supported: Gemm"),
+         r"'act7': op 'Sigmoid' is not supported \(no spiking equivalent; use ReLU\)\. "
+         r"Supported: Gemm"),
+        (helper.make_node("Clip", ["x"], ["y"], name="relu6"),
+         r"'relu6': op 'Clip' is not supported \(ReLU6.*replace it by ReLU"),
         (helper.make_node("Shape", ["x"], ["y"], name="shape_of"),
          r"'shape_of': op 'Shape' is not supported \(a shape computation.*torch.flatten"),
         (_conv_node(pads=[0, 0, 1, 1]), r"'bad_conv' \(Conv\): pads=\[0, 0, 1, 1\] are asymmetric"),

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from spikecast.cli.ssnn import parse_settings, register
+from spikecast.cli.ssnn import parse_settings, parse_sweep_values, register
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,35 @@ def test_parse_settings():
     assert parse_settings(["window=1e-5", "phase=random"]) == {"window": 1e-5, "phase": "random"}
     with pytest.raises(typer.BadParameter, match="KEY=VALUE"):
         parse_settings(["window"])
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("0.5,1,2,5", [0.5e-6, 1e-6, 2e-6, 5e-6]),  # bare numbers are microseconds
+    ("5us, 0.5ms,2e-6s,100ns,3µs", [5e-6, 0.5e-3, 2e-6, 100e-9, 3e-6]),
+])
+def test_sweep_times_are_microseconds_or_carry_a_unit(text, want):
+    assert parse_sweep_values("window", text) == pytest.approx(want, rel=1e-12)
+    assert parse_sweep_values("current_scale", "0.5,2") == [0.5, 2.0]
+
+
+@pytest.mark.parametrize(("param", "text", "needle"), [
+    ("window", "5 minutes", "not a number; times take a unit among s, ms, us"),
+    ("window", "-1us", "must be > 0"),
+    ("current_scale", "5us", "'5us' is not a number"),
+    ("window", " , ", "at least one value"),
+])
+def test_sweep_values_refusals(param, text, needle):
+    with pytest.raises(ValueError, match=needle):
+        parse_sweep_values(param, text)
+
+
+def test_sweep_warns_over_one_millisecond(app, tmp_path):
+    result = CliRunner().invoke(app, [
+        "ssnn-sweep", "--param", "window", "--values", "1,2ms", "--limit", "4",
+        "--mc-seeds", "1", "--out", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: window 0.002 s (= 2 ms) is over 1 ms" in text
+    data = json.loads((tmp_path / "ssnn_sweep_window.json").read_text())
+    assert data["values"] == pytest.approx([1e-6, 2e-3])

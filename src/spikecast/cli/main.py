@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
-from rich.console import Console
 
 from spikecast import __version__
+from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, is_ann, load_module
+from spikecast.cli.output import make_console
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.frontends.torch_fx import capture
-from spikecast.io.annfile import load_model, save_model
+from spikecast.io.annfile import save_model
 from spikecast.io.snnfile import load_converted, model_from_file
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
@@ -32,8 +32,7 @@ app = typer.Typer(
 )
 reproduce_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
-# Tables need ~100 columns; rich assumes 80 when stdout is not a terminal.
-console = Console(width=None if sys.stdout.isatty() else 110)
+console = make_console()
 
 DataDir = Annotated[
     Path | None,
@@ -56,7 +55,7 @@ Params = Annotated[
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -113,13 +112,17 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
     seed: Seed = 0,
+    log_every: Annotated[int | None, typer.Option(
+        min=1, help="Epochs between log lines (default: a tenth of the run).")] = None,
 ) -> None:
-    """Train a reference architecture and save it as .safetensors plus a JSON sidecar."""
+    """Train a reference architecture and save it as .safetensors plus a JSON sidecar
+    (one progress bar, or plain progress lines when the output is not a terminal)."""
     try:
         a = get_architecture(arch)
         data = load_dataset(dataset or a.dataset, data_dir, seed=seed)
         trained = train_model(
-            arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True
+            arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True,
+            log_every=log_every,
         )
         save_model(trained, out, arch=arch, metadata={"dataset_spec": dataset or a.dataset})
     except ValueError as exc:
@@ -138,28 +141,36 @@ def _calibration(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 def _load_ann(
-    model: Path, dataset: str | None, data_dir: Path | None, seed: int
+    model: Path, dataset: str | None, data_dir: Path | None, seed: int,
+    model_class: str | None = None, model_kwargs: str | None = None,
 ) -> tuple[Network, Dataset, dict[str, Any]]:
-    """The captured ANN, its dataset and metadata, from .safetensors (+ sidecar) or .onnx."""
-    if model.suffix.lower() == ".onnx":
+    """The captured ANN, its dataset and metadata, from a pretrained name, .safetensors
+    (+ sidecar), .onnx, or --model-class with weights (see :mod:`spikecast.cli.models`)."""
+    if model.suffix.lower() == ".onnx" and model_class is None:
         from spikecast.frontends.onnx.reader import load_onnx
 
         if dataset is None:
             raise ValueError(f"{model}: an ONNX file does not name its dataset; pass --dataset")
         data = load_dataset(dataset, data_dir, seed=seed)
         return load_onnx(model, data.sample_shape), data, {"seed": seed}
-    module, meta = load_model(model)
-    data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
+    module, meta = load_module(model, model_class, model_kwargs)
+    name = dataset or meta.get("dataset")
+    if name is None:
+        raise ValueError(f"{model}: your own model does not name its dataset; pass --dataset")
+    data = load_dataset(name, data_dir, seed=meta.get("seed", seed))
     return capture(module, data.sample_shape), data, meta
 
 
 @app.command()
 def convert(
     model: Annotated[Path, typer.Argument(
-        help="ANN: .safetensors with JSON sidecar, or an .onnx file (then pass --dataset).")],
+        help="ANN: a pretrained name (mnist-fc, mnist-cnn, mnist-cnn-sd), .safetensors with "
+             "JSON sidecar, an .onnx file (then pass --dataset), or weights of --model-class.")],
     scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(scheme_names())}.")],
     out: Annotated[Path, typer.Option(help="Converted network file to write (.spikecast).")],
     param: Params = None,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     calib_samples: Annotated[
@@ -169,7 +180,7 @@ def convert(
 ) -> None:
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
     try:
-        net, data, meta = _load_ann(model, dataset, data_dir, seed)
+        net, data, meta = _load_ann(model, dataset, data_dir, seed, model_class, model_kwargs)
         params = parse_params(param)
         recipe = get_recipe(scheme, **params)
         snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
@@ -188,11 +199,14 @@ def convert(
 def evaluate(
     path: Annotated[Path, typer.Argument(
         help="A converted .spikecast file, a NIR graph (.nir, needs --dataset) or an ANN "
-             "(.safetensors, or .onnx with --dataset).")],
+             "(a pretrained name, .safetensors, .onnx with --dataset, or weights of "
+             "--model-class).")],
     scheme: Annotated[
         str | None, typer.Option(help="Convert an ANN file with this scheme first.")
     ] = None,
     param: Params = None,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     limit: Limit = None,
@@ -203,7 +217,7 @@ def evaluate(
     """Evaluate a converted network (or an ANN, optionally converted on the fly) on a dataset."""
     try:
         run = _evaluate(path, scheme, parse_params(param), dataset, data_dir, limit, batch_size,
-                        seed)
+                        seed, model_class, model_kwargs)
     except ValueError as exc:
         _fail(str(exc))
     console.print(results_table(run.to_dict()))
@@ -214,10 +228,11 @@ def evaluate(
 def _evaluate(
     path: Path, scheme: str | None, params: dict[str, Any], dataset: str | None,
     data_dir: Path | None, limit: int | None, batch_size: int, seed: int,
+    model_class: str | None = None, model_kwargs: str | None = None,
 ) -> RunResults:
     torch.manual_seed(seed)
-    if path.suffix.lower() in (".safetensors", ".onnx"):
-        ann, data, _ = _load_ann(path, dataset, data_dir, seed)
+    if is_ann(path, model_class):
+        ann, data, _ = _load_ann(path, dataset, data_dir, seed, model_class, model_kwargs)
         snn_name = scheme
         if scheme is not None:
             recipe = get_recipe(scheme, **params)

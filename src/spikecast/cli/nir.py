@@ -6,45 +6,64 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
+from spikecast.cli.output import make_console
+
+console = make_console()
+
+DIALECT_HELP = (
+    "Whose reading of NIR to write for: 'nir' (IF nodes, the standard: norse, sinabs, "
+    "spikecast), 'snntorch' (leak-free LIF nodes: snnTorch 1.0 cannot run IF nodes) or "
+    "'sinabs' (IF nodes read as reset by subtraction; also loads with nir <= 1.0.4)."
+)
+EXACT_HINT = (
+    "for an exact file: convert with -p reset={reset} for dialect {dialect!r}"
+    "{sinabs}, or remove the max-pools"
+)
 
 
 def export_nir_command(
     snn_file: Annotated[Path, typer.Argument(help="A converted .spikecast file (scheme 'rate').")],
     out_nir: Annotated[Path, typer.Argument(help="NIR file to write (HDF5, e.g. model.nir).")],
+    dialect: Annotated[str, typer.Option(help=DIALECT_HELP)] = "nir",
     approximate: Annotated[
         bool,
         typer.Option(
-            help="Write reset-to-zero for reset by subtraction and SumPool2d for max-pools, "
-            "listing each change in the graph metadata (spikecast restores them on import)."
+            "--approximate/--exact",
+            help="--approximate (default) writes the dialect's reset for the other one and a "
+            "sum-pool for each max-pool, printing each change (recorded in the graph "
+            "metadata; spikecast restores them on import); --exact refuses such models.",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
-    """Export a rate-coded converted network to NIR (IF neurons, dt = 1)."""
+    """Export a rate-coded converted network to NIR (one neuron node per population)."""
     from spikecast.io.snnfile import load_network
 
     try:
-        import nir
+        from spikecast.io.nir import write_graph
+        from spikecast.io.nir.dialect import NirDialect, convention
+        from spikecast.io.nir.export import export_nir
+        from spikecast.io.nir.meta import load_meta
 
-        from spikecast.io.nir import export_nir
-        from spikecast.io.nir.mappers import load_meta
-
+        target = NirDialect(dialect)
         model = load_network(snn_file)
-        graph = export_nir(model, approximate)
-        out_nir.parent.mkdir(parents=True, exist_ok=True)
-        nir.write(out_nir, graph)
+        graph = export_nir(model, approximate, target)
+        write_graph(graph, out_nir)
     except ImportError as exc:
         console.print(f"[red]error:[/red] NIR export needs the nir package "
                       f"(pip install 'spikecast[nir]'): {exc}")
         raise typer.Exit(2) from exc
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
-    console.print(f"exported {snn_file} -> {out_nir}")
-    for change in load_meta(graph, "graph")["approximations"]:
+    console.print(f"exported {snn_file} -> {out_nir} (dialect {target.value})")
+    changes = load_meta(graph, "graph")["approximations"]
+    for change in changes:
         console.print(f"approximated: {change}")
+    if changes:
+        reset = convention(target).reset.value
+        sinabs = " (or --dialect sinabs, which resets by subtraction)" if reset == "zero" else ""
+        console.print(EXACT_HINT.format(reset=reset, dialect=target.value, sinabs=sinabs))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,18 +6,18 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, load_module
+from spikecast.cli.output import make_console
 from spikecast.schemes import scheme_names
 
-console = Console()
+console = make_console()
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -40,17 +40,6 @@ def parse_scheme_params(items: list[str] | None, schemes: tuple[str, ...]
     return params
 
 
-def load_any_model(spec: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A ``.safetensors`` file with its JSON sidecar, or a shipped pretrained name."""
-    if spec.endswith(".safetensors"):
-        from spikecast.io.annfile import load_model
-
-        return load_model(spec)
-    from spikecast.zoo.pretrained import load_pretrained
-
-    return load_pretrained(spec)
-
-
 def summary_table(results: dict[str, Any]) -> Table:
     """Terminal summary: accuracy, latency, spikes, operations per scheme."""
     table = Table(title=f"{results['dataset']}: ANN vs SNN ({results['n_samples']} samples)")
@@ -66,10 +55,10 @@ def summary_table(results: dict[str, Any]) -> Table:
         table.add_row(name, f"{100 * e['accuracy']:.2f}", mean, f"{e['spikes_per_neuron']:.3f}",
                       f"{e['effective_acs']:,.0f}", f"{e['effective_macs']:,.0f}",
                       f"{e['wall_s']:.1f}")
-    for name, message in results.get("skipped", {}).items():
-        table.add_row(name, "skipped", message[:60], "", "", "", "")
-    for name, message in results.get("failed", {}).items():
-        table.add_row(name, "failed", message[:60], "", "", "", "")
+    for name in results.get("skipped", {}):
+        table.add_row(name, "skipped", "", "", "", "", "")
+    for name in results.get("failed", {}):
+        table.add_row(name, "failed", "", "", "", "", "")
     return table
 
 
@@ -79,7 +68,8 @@ def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_command(
         model: Annotated[str, typer.Argument(
-            help="ANN weights (.safetensors with JSON sidecar) or a pretrained name.")],
+            help="ANN: a pretrained name, .safetensors with JSON sidecar, or weights of "
+                 "--model-class.")],
         dataset: Annotated[str | None, typer.Option(
             help="wine, digits, mnist, idx:FOLDER or .npz (default: the model's).")] = None,
         schemes: Annotated[str, typer.Option(
@@ -99,9 +89,13 @@ def register(app: typer.Typer) -> None:
         data_dir: Annotated[Path | None, typer.Option(help="MNIST IDX folder.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
         quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+        model_class: ModelClassOpt = None,
+        model_kwargs: ModelKwargsOpt = None,
     ) -> None:
         """Run the ANN and each scheme on the same samples; write results.json and
-        report.html into OUT."""
+        report.html into OUT. Exits with status 1 when a requested scheme failed (its
+        error is in the table and in results.json); skipped schemes (outside their scope)
+        do not count as failures."""
         from spikecast.datasets.loaders import load_dataset
         from spikecast.energy.presets import all_presets
         from spikecast.report.compare import CompareConfig, compare
@@ -109,7 +103,10 @@ def register(app: typer.Typer) -> None:
 
         try:
             names = tuple(s.strip() for s in schemes.split(",") if s.strip())
-            module, meta = load_any_model(model)
+            module, meta = load_module(model, model_class, model_kwargs)
+            if dataset is None and "dataset" not in meta:
+                raise ValueError(f"{model}: your own model does not name its dataset; "
+                                 "pass --dataset")
             data = load_dataset(dataset or meta["dataset"], data_dir, seed=seed)
             cfg = CompareConfig(
                 schemes=names, params=parse_scheme_params(param, names), limit=limit,
@@ -123,6 +120,13 @@ def register(app: typer.Typer) -> None:
         json_path, html_path = save_comparison(results, out)
         console.print(summary_table(results))
         console.print(f"wrote {json_path} and {html_path}")
+        failed = results.get("failed", {})
+        for name, message in failed.items():
+            console.print(f"{name} failed: {message}", highlight=False)
+        if failed:
+            console.print(f"[red]error:[/red] {len(failed)} of {len(names)} schemes failed: "
+                          f"{', '.join(failed)}")
+            raise typer.Exit(1)
 
     @app.command("report")
     def report_command(

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from spikecast.cli.output import make_console
 from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer
 from spikecast.zoo.train import LRSchedule
 
-console = Console()
+console = make_console()
 
 
 def _pct(v: float | None) -> str:

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from spikecast.cli.output import make_console
 
 if TYPE_CHECKING:
     from spikecast.papers.ssnn_nomura.reproduce import Reproduction
 
 
-console = Console()
+console = make_console()
 
 SeedOpt = Annotated[int, typer.Option(help="Seed for training / calibration sampling.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N test samples.")]
@@ -44,6 +45,38 @@ def parse_settings(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+TIME_PARAMS = ("window", "spike_width")
+LONG_TIME = 1e-3  # s: 200 x the paper's 5 us window; the simulation time grows with it
+
+
+def parse_sweep_values(param: str, text: str) -> list[float]:
+    """``--values`` of ``ssnn-sweep``: for window / spike_width, times in microseconds unless
+    they carry a unit (``5us``, ``0.5ms``, ``2e-6s``, ``100ns``), returned in seconds; other
+    parameters are plain numbers."""
+    values = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        unit = next((u for u in sorted(TIME_UNITS, key=len, reverse=True)
+                     if param in TIME_PARAMS and item.endswith(u)), None)
+        number = item[: -len(unit)] if unit else item
+        try:
+            value = float(number)
+        except ValueError:
+            units = "; times take a unit among " + ", ".join(TIME_UNITS) if (
+                param in TIME_PARAMS) else ""
+            raise ValueError(f"--values: {item!r} is not a number{units}") from None
+        if param in TIME_PARAMS:
+            value *= TIME_UNITS[unit] if unit else 1e-6
+            if not value > 0:
+                raise ValueError(f"--values: {param} {item!r} must be > 0")
+        values.append(value)
+    if not values:
+        raise ValueError("--values: give at least one value")
+    return values
 
 
 def _fmt(value: Any) -> str:
@@ -124,8 +157,9 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
         param: Annotated[str, typer.Option(
             help="window | spike_width | current_scale | mismatch_pct")] = "window",
         values: Annotated[str, typer.Option(
-            help="Comma-separated values (s for window/spike_width, factor for "
-                 "current_scale, % for mismatch_pct).")] = "1e-6,2e-6,5e-6,1e-5",
+            help="Comma-separated values: window/spike_width in microseconds unless they "
+                 "carry a unit (5us, 0.5ms, 2e-6s, 100ns); a factor for current_scale, % for "
+                 "mismatch_pct.")] = "1,2,5,10",
         dataset: Annotated[str, typer.Option(help="wine or mnist.")] = "wine",
         out: Annotated[Path, typer.Option(help="Folder for the JSON and PNG.")] = Path("."),
         mc_seeds: Annotated[int, typer.Option(help="Mismatch draws per value.")] = 5,
@@ -141,12 +175,19 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
 
         try:
             sweep_param = SweepParam(param)
-            grid = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
             allowed = ", ".join(p.value for p in SweepParam)
-            raise typer.BadParameter(
-                f"--param must be one of {allowed} and --values numbers, got {param!r} / "
-                f"{values!r}") from None
+            raise typer.BadParameter(f"--param must be one of {allowed}, got {param!r}") from None
+        try:
+            grid = parse_sweep_values(sweep_param.value, values)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        for value in grid:
+            if sweep_param.value in TIME_PARAMS and value > LONG_TIME:
+                console.print(f"[yellow]warning:[/yellow] {sweep_param.value} {value:g} s "
+                              f"(= {value * 1e3:g} ms) is over 1 ms, {value / 5e-6:.0f} x the "
+                              "paper's 5 us window; the simulation time grows with it "
+                              "(bare numbers are microseconds)")
         ann, calib, x, y, base = _sweep_setup(dataset, seed, limit, data_dir)
         result = run_sweep(ann, calib, x, y, sweep_param, grid,
                            base_params=base | parse_settings(settings), mc_seeds=mc_seeds)

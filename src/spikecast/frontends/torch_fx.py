@@ -3,12 +3,17 @@
 The model is traced with ``torch.fx`` (so ``nn.Sequential``, ``F.relu``, ``torch.flatten``,
 ``x.view(x.size(0), -1)``, residual additions ``x + y`` and ``torch.cat(..., dim=1)`` in plain
 ``forward`` code all work), shapes are propagated with an example input, BatchNorm is folded
-into the preceding Linear/Conv2d, Dropout and Identity are dropped. Parameters are copied;
-the user's model is never mutated.
+into the preceding Linear/Conv2d, Dropout and Identity are dropped, input normalization by
+constants is folded into the first layer (:mod:`spikecast.frontends.input_affine`), an
+adaptive average pool whose output size divides its input is an AvgPool2d, and a trailing
+softmax / log-softmax over the classes is dropped with a notice (it does not change the
+argmax, which is what a spiking readout reports). Parameters are copied; the user's model
+is never mutated.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 from collections.abc import Callable
@@ -20,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from spikecast.frontends.fx_common import pair, tensor_inputs, unsupported
+from spikecast.frontends.global_pool import adaptive_avg_pool, spatial_mean
+from spikecast.frontends.input_affine import InputAffine, absorb, constant_value, input_transform
 from spikecast.ir.graph import (
     INPUT,
     Add,
@@ -35,12 +43,10 @@ from spikecast.ir.graph import (
     canonicalize,
 )
 
-SUPPORTED = (
-    "Linear, Conv2d (groups=1, dilation=1, zero padding), AvgPool2d, MaxPool2d, Flatten/"
-    "flatten/view/reshape to (batch, -1), ReLU/F.relu/torch.relu, BatchNorm1d/2d after "
-    "Linear/Conv2d (folded), Dropout/Identity (dropped), x + y of two tensors (Add), "
-    "torch.cat along dim 1 (Concat)"
-)
+_log = logging.getLogger(__name__)
+_SOFTMAX_FUNCTIONS = (F.softmax, F.log_softmax, torch.softmax, torch.log_softmax)
+_SOFTMAX_METHODS = ("softmax", "log_softmax")
+_MEAN_FUNCTIONS = (torch.mean,)
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _CAT_FUNCTIONS = (torch.cat, torch.concat, torch.concatenate)
 _DROPPED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
@@ -50,24 +56,12 @@ _FLATTEN_FUNCTIONS = (torch.flatten, torch.reshape)
 
 
 class Marker(Enum):
-    """Nodes that produce no layer: shape helpers (``x.size(0)``) and folded BatchNorms."""
+    """Nodes that produce no layer: shape helpers (``x.size(0)``), folded BatchNorms and a
+    final softmax."""
 
     AUX = "aux"
     FOLDED = "folded"
-
-
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    return (int(v[0]), int(v[1]))
-
-
-def _unsupported(node: torch.fx.Node, what: str, detail: str = "") -> ValueError:
-    extra = f" ({detail})" if detail else ""
-    return ValueError(
-        f"node {node.name!r} (op={node.op}, target={what}) is not supported{extra}. "
-        f"Supported: {SUPPORTED}"
-    )
+    SOFTMAX = "softmax"
 
 
 def fold_batchnorm(layer: Linear | Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> Linear | Conv2d:
@@ -86,14 +80,35 @@ def fold_batchnorm(layer: Linear | Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) 
     b = (b0 - bn.running_mean) * g + shift
     if isinstance(layer, Linear):
         return Linear(w, b)
-    return Conv2d(w, b, layer.stride, layer.padding)
+    return Conv2d(w, b, layer.stride, layer.padding, layer.groups)
+
+
+def _drop_softmax(node: torch.fx.Node, modules: dict[str, nn.Module]) -> None:
+    """A softmax / log-softmax over the classes of the returned (batch, classes) logits is
+    monotonic: dropping it keeps the argmax (the spiking readout). Anywhere else, refused."""
+    if node.op == "call_module":
+        dim = modules[node.target].dim
+    else:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    shape = tuple(node.meta["tensor_meta"].shape)
+    users = list(node.users)
+    last = len(users) == 1 and users[0].op == "output"
+    if not last or len(shape) != 2 or dim not in (None, 1, -1):
+        raise unsupported(
+            node, "softmax", f"dim={dim} on shape {list(shape)}, "
+            f"{'returned' if last else 'read by ' + str([u.name for u in users])}; a softmax "
+            "is supported as the last operation over the classes of (batch, classes) only "
+            "(dropped there: the argmax is unchanged); remove it from the model elsewhere",
+        )
+    _log.warning("dropped the final %s %r: the spiking readout is the argmax, which it does "
+                 "not change", "log_softmax" if "log" in str(node.target).lower() else "softmax",
+                 node.name)
 
 
 def _conv_from_module(m: nn.Conv2d, node: torch.fx.Node) -> Conv2d:
-    if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-        raise _unsupported(
-            node, "Conv2d",
-            f"groups={m.groups}, dilation={m.dilation}, padding_mode={m.padding_mode!r}",
+    if pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+        raise unsupported(
+            node, "Conv2d", f"dilation={m.dilation}, padding_mode={m.padding_mode!r}"
         )
     if isinstance(m.padding, str):
         if m.padding == "valid":
@@ -101,28 +116,28 @@ def _conv_from_module(m: nn.Conv2d, node: torch.fx.Node) -> Conv2d:
         else:  # 'same' with stride 1
             kh, kw = m.kernel_size
             if kh % 2 == 0 or kw % 2 == 0:
-                raise _unsupported(node, "Conv2d", "padding='same' with an even kernel")
+                raise unsupported(node, "Conv2d", "padding='same' with an even kernel")
             padding = ((kh - 1) // 2, (kw - 1) // 2)
     else:
-        padding = _pair(m.padding)
+        padding = pair(m.padding)
     bias = None if m.bias is None else m.bias.detach().clone()
-    return Conv2d(m.weight.detach().clone(), bias, _pair(m.stride), padding)
+    return Conv2d(m.weight.detach().clone(), bias, pair(m.stride), padding, m.groups)
 
 
 def _pool_from_module(m: nn.MaxPool2d | nn.AvgPool2d, node: torch.fx.Node) -> Layer:
     if m.ceil_mode:
-        raise _unsupported(node, type(m).__name__, "ceil_mode=True")
-    k = _pair(m.kernel_size)
-    s = _pair(m.stride) if m.stride is not None else k
-    p = _pair(m.padding)
+        raise unsupported(node, type(m).__name__, "ceil_mode=True")
+    k = pair(m.kernel_size)
+    s = pair(m.stride) if m.stride is not None else k
+    p = pair(m.padding)
     if isinstance(m, nn.MaxPool2d):
-        if _pair(m.dilation) != (1, 1):
-            raise _unsupported(node, "MaxPool2d", f"dilation={m.dilation}")
+        if pair(m.dilation) != (1, 1):
+            raise unsupported(node, "MaxPool2d", f"dilation={m.dilation}")
         return MaxPool2d(k, s, p)
     if not m.count_include_pad and p != (0, 0):
-        raise _unsupported(node, "AvgPool2d", "count_include_pad=False with padding")
+        raise unsupported(node, "AvgPool2d", "count_include_pad=False with padding")
     if m.divisor_override is not None:
-        raise _unsupported(node, "AvgPool2d", f"divisor_override={m.divisor_override}")
+        raise unsupported(node, "AvgPool2d", f"divisor_override={m.divisor_override}")
     return AvgPool2d(k, s, p)
 
 
@@ -151,7 +166,11 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
             return Marker.AUX
         if t in ("contiguous",):
             return None
-        raise _unsupported(node, f"Tensor.{t}")
+        if t in _SOFTMAX_METHODS:
+            return Marker.SOFTMAX
+        if t == "mean":
+            return spatial_mean(node)
+        raise unsupported(node, f"Tensor.{t}")
     if t in _RELU_FUNCTIONS:
         return ReLU()
     if t in _ADD_FUNCTIONS:
@@ -164,19 +183,26 @@ def _function_layer(node: torch.fx.Node) -> Layer | Marker | None:
         return None
     if t in (F.max_pool2d, F.avg_pool2d):
         return _functional_pool(node)
+    if t is F.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        return adaptive_avg_pool(node, size)
+    if t in _SOFTMAX_FUNCTIONS:
+        return Marker.SOFTMAX
+    if t in _MEAN_FUNCTIONS:
+        return spatial_mean(node)
     if t is operator.getitem or t is getattr:
         return Marker.AUX
-    raise _unsupported(node, getattr(t, "__name__", str(t)))
+    raise unsupported(node, getattr(t, "__name__", str(t)))
 
 
 def _add(node: torch.fx.Node) -> Add:
     """x + y of two tensors of one shape (no alpha, no broadcasting, no constants)."""
     args = list(node.args)
     if len(args) != 2 or not all(isinstance(a, torch.fx.Node) for a in args) or node.kwargs:
-        raise _unsupported(node, "add", "only the sum of two tensors, without alpha or constants")
+        raise unsupported(node, "add", "only the sum of two tensors, without alpha or constants")
     shapes = [a.meta["tensor_meta"].shape for a in args]
     if shapes[0] != shapes[1]:
-        raise _unsupported(node, "add", f"operand shapes {list(shapes[0])} and "
+        raise unsupported(node, "add", f"operand shapes {list(shapes[0])} and "
                                         f"{list(shapes[1])} differ (no broadcasting)")
     return Add((1.0, 1.0))
 
@@ -189,21 +215,10 @@ def _concat(node: torch.fx.Node) -> Concat:
     if not isinstance(tensors, (list, tuple)) or not all(
         isinstance(a, torch.fx.Node) for a in tensors
     ):
-        raise _unsupported(node, "cat", "only a list of tensors")
+        raise unsupported(node, "cat", "only a list of tensors")
     if not isinstance(dim, int) or dim % ndim != 1:
-        raise _unsupported(node, "cat", f"dim={dim}; only the channel axis (dim=1)")
+        raise unsupported(node, "cat", f"dim={dim}; only the channel axis (dim=1)")
     return Concat(tuple(1.0 for _ in tensors))
-
-
-def _inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
-    """The tensor operands of ``node`` (a concatenation's list flattened)."""
-    out: list[torch.fx.Node] = []
-    for a in (*node.args, *node.kwargs.values()):
-        if isinstance(a, torch.fx.Node):
-            out.append(a)
-        elif isinstance(a, (list, tuple)):
-            out.extend(x for x in a if isinstance(x, torch.fx.Node))
-    return out
 
 
 _POOL_SIGNATURES = {
@@ -225,12 +240,12 @@ def _functional_pool(node: torch.fx.Node) -> Layer:
     args = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
     for key, default in defaults.items():
         value = args.get(key, default)
-        same = _pair(value) == _pair(default) if key == "dilation" else value == default
+        same = pair(value) == pair(default) if key == "dilation" else value == default
         if not same:
-            raise _unsupported(node, kind, f"{key}={value!r}")
-    k = _pair(args["kernel_size"])
-    s = _pair(args.get("stride") or k)
-    p = _pair(args.get("padding", 0))
+            raise unsupported(node, kind, f"{key}={value!r}")
+    k = pair(args["kernel_size"])
+    s = pair(args.get("stride") or k)
+    p = pair(args.get("padding", 0))
     return MaxPool2d(k, s, p) if kind == "max_pool2d" else AvgPool2d(k, s, p)
 
 
@@ -242,15 +257,19 @@ def _module_layer(node: torch.fx.Node, m: nn.Module) -> Layer | None:
         return _conv_from_module(m, node)
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pool_from_module(m, node)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return adaptive_avg_pool(node, m.output_size)
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        return Marker.SOFTMAX
     if isinstance(m, nn.ReLU):
         return ReLU()
     if isinstance(m, nn.Flatten):
         if _is_flatten(node):
             return Flatten()
-        raise _unsupported(node, "Flatten", f"start_dim={m.start_dim}, end_dim={m.end_dim}")
+        raise unsupported(node, "Flatten", f"start_dim={m.start_dim}, end_dim={m.end_dim}")
     if isinstance(m, _DROPPED_MODULES):
         return None
-    raise _unsupported(node, type(m).__name__)
+    raise unsupported(node, type(m).__name__)
 
 
 def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
@@ -289,32 +308,51 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
         "call_function": _function_layer,
         "call_method": _function_layer,
     }
+    consts: dict[torch.fx.Node, torch.Tensor] = {}  # nodes computed from constants only
+    affine: dict[torch.fx.Node, InputAffine] = {}  # the input under a constant affine map
     output: torch.fx.Node | None = None
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if value:
-                raise _unsupported(node, "second input")
+                raise unsupported(node, "second input")
             value[node] = INPUT
             continue
         if node.op == "output":
             output = node.args[0]
             break
-        if node.op == "get_attr":
-            raise _unsupported(node, str(node.target), "parameters used outside a layer")
+        const = constant_value(node, consts, gm)
+        if const is not None:
+            consts[node] = const
+            continue
+        transform = input_transform(node, consts, affine, value, input_shape)
+        if transform is not None:
+            affine[node] = transform
+            value[node] = INPUT
+            continue
         result = handlers[node.op](node)
         if result is Marker.AUX:
             continue
-        operands = _inputs(node)
+        operands = tensor_inputs(node)
         if not isinstance(result, (Add, Concat)):
             operands = operands[:1]
         if not operands or any(a not in value for a in operands):
-            raise _unsupported(node, str(node.target), "an operand is not a tensor of the network")
-        if result is None or result is Marker.FOLDED:
+            detail = ("a constant used outside input normalization or a layer"
+                      if any(a in consts for a in operands) else
+                      "an operand is not a tensor of the network")
+            raise unsupported(node, str(node.target), detail)
+        if result is Marker.SOFTMAX:
+            _drop_softmax(node, modules)
+        name = str(node.target) if node.op == "call_module" else node.name
+        result = absorb(node, result, operands, affine, name)
+        if result is None or isinstance(result, Marker):
             value[node] = value[operands[0]]
             continue
-        layers.append(result)
-        names.append(str(node.target) if node.op == "call_module" else node.name)
-        sources.append(tuple(value[a] for a in operands))
+        src = tuple(value[a] for a in operands)
+        for k, layer in enumerate(result if isinstance(result, list) else [result]):
+            layers.append(layer)
+            names.append(name if k == 0 else f"{name}.{type(layer).__name__.lower()}")
+            sources.append(src)
+            src = (len(layers) - 1,)
         value[node] = len(layers) - 1
     if not layers:
         raise ValueError(f"{type(model).__name__} contains no supported layer")
@@ -339,13 +377,13 @@ def _module_or_bn(
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         k = value.get(node.args[0], INPUT)
         if k == INPUT or not isinstance(layers[k], (Linear, Conv2d)):
-            raise _unsupported(
+            raise unsupported(
                 node, type(m).__name__, "BatchNorm must directly follow a Linear or Conv2d"
             )
         origin = next(n for n, v in value.items() if v == k and not _passes_through(n, modules))
         readers = _readers(origin, modules)
         if readers != [node]:
-            raise _unsupported(
+            raise unsupported(
                 node, type(m).__name__,
                 f"the output of {names[k]!r} is also read by "
                 f"{[r.name for r in readers if r is not node]}; folding would change it there",

@@ -71,7 +71,8 @@ def _json_value(v: Any) -> Any:
 def _layer_spec(layer: Layer) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": type(layer).__name__}
     if isinstance(layer, Conv2d):
-        spec |= {"stride": list(layer.stride), "padding": list(layer.padding)}
+        spec |= {"stride": list(layer.stride), "padding": list(layer.padding),
+                 "groups": layer.groups}
     if isinstance(layer, (AvgPool2d, MaxPool2d)):
         spec |= {
             "kernel_size": list(layer.kernel_size),
@@ -142,7 +143,8 @@ def _build(prefix: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor], 
             if kind == "Linear":
                 layers.append(Linear(w, b))
             else:
-                layers.append(Conv2d(w, b, tuple(spec["stride"]), tuple(spec["padding"])))
+                layers.append(Conv2d(w, b, tuple(spec["stride"]), tuple(spec["padding"]),
+                                     int(spec.get("groups", 1))))
         elif kind in _POOLS:
             layers.append(
                 _POOLS[kind](

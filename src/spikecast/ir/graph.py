@@ -31,15 +31,18 @@ class Linear:
 
 @dataclass(frozen=True, eq=False)
 class Conv2d:
-    """y = W * x + b (cross-correlation), W of shape (out_ch, in_ch, kh, kw), zero padding."""
+    """y = W * x + b (cross-correlation), W of shape (out_ch, in_ch / groups, kh, kw), zero
+    padding; with ``groups`` g the channels split into g groups, output group j reading
+    input group j only (g = in_ch = out_ch is a depthwise convolution)."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    groups: int = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def fan_out(layer: Layer, in_shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(layer, Linear):
         y = F.linear(x, torch.ones_like(layer.weight))
     elif isinstance(layer, Conv2d):
-        y = F.conv2d(x, torch.ones_like(layer.weight), None, layer.stride, layer.padding)
+        y = F.conv2d(x, torch.ones_like(layer.weight), None, layer.stride, layer.padding, 1,
+                     layer.groups)
     elif isinstance(layer, AvgPool2d):
         k = math.prod(layer.kernel_size)
         y = F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding) * k

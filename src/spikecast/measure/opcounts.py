@@ -51,7 +51,7 @@ def _binary_ops(layer: Layer, inputs: torch.Tensor, all_ones: bool) -> torch.Ten
     if isinstance(layer, Linear):
         return F.linear(inputs, weights)
     if isinstance(layer, Conv2d):
-        return F.conv2d(inputs, weights, None, layer.stride, layer.padding)
+        return F.conv2d(inputs, weights, None, layer.stride, layer.padding, 1, layer.groups)
     if isinstance(layer, AvgPool2d):
         k = math.prod(layer.kernel_size)
         return F.avg_pool2d(inputs, layer.kernel_size, layer.stride, layer.padding) * k

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from spikecast.choice import Choice
 from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.progress import Reporter
 from spikecast.zoo.models import get_architecture
 
 __all__ = ["LRSchedule", "TrainedModel", "evaluate_ann", "random_shift", "train_model"]
@@ -126,15 +126,14 @@ def _validate(
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
 
 
-def _progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        disable=not enabled,
-    )
+def log_interval(epochs: int, log_every: int | None) -> int:
+    """Epochs between two log lines: ``log_every``, by default a tenth of the run (at most
+    10 lines plus the last epoch's)."""
+    if log_every is None:
+        return max(1, epochs // 10)
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    return log_every
 
 
 def train_model(
@@ -150,14 +149,19 @@ def train_model(
     max_shift: int = 0,
     progress: bool = True,
     threads: int | None = None,
+    log_every: int | None = None,
 ) -> TrainedModel:
     """Train ``arch_name`` on ``dataset`` with Adam and cross-entropy; return it in eval mode.
 
     ``max_shift`` > 0 shifts every training image by a random integer offset in
     [-max_shift, max_shift] pixels (image datasets only). Shuffling and augmentation use a
     ``torch.Generator`` seeded with ``seed``; initial weights use ``torch.manual_seed(seed)``.
+    With ``progress``, one bar covers the whole run (plain lines when not on a terminal,
+    :class:`spikecast.progress.Reporter`) and a log line follows every ``log_every`` epochs
+    (see :func:`log_interval`) and the last.
     """
     _validate(epochs, lr, batch_size, weight_decay, max_shift, threads)
+    every = log_interval(epochs, log_every)
     schedule = LRSchedule(schedule)
     arch = get_architecture(arch_name)
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
@@ -183,7 +187,7 @@ def train_model(
     with _training_context(threads):
         torch.manual_seed(seed)
         model = arch.build()
-        _fit(model, data, epochs, seed, hyperparameters, schedule, progress)
+        _fit(model, data, epochs, seed, hyperparameters, schedule, progress, every)
         model.eval()
         train_accuracy = evaluate_ann(model, data.x_train, data.y_train)
         test_accuracy = evaluate_ann(model, data.x_test, data.y_test)
@@ -209,6 +213,7 @@ def _fit(
     hp: dict[str, Any],
     schedule: LRSchedule,
     progress: bool,
+    log_every: int,
 ) -> None:
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
@@ -222,8 +227,7 @@ def _fit(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    with _progress_bar(progress) as bar:
-        task = bar.add_task("training", total=total_steps, status="")
+    with Reporter("training", total_steps, enabled=progress, tenths=False) as bar:
         for epoch in range(1, epochs + 1):
             order = torch.randperm(len(data.x_train), generator=generator)
             loss_sum, correct, seen = 0.0, 0, 0
@@ -240,14 +244,12 @@ def _fit(
                 loss_sum += float(loss.detach()) * len(y)
                 correct += int((logits.argmax(dim=1) == y).sum())
                 seen += len(y)
-                bar.update(
-                    task,
-                    advance=1,
-                    description=f"epoch {epoch}/{epochs}",
+                bar.advance(
+                    1, description=f"epoch {epoch}/{epochs}",
                     status=f"loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}",
                 )
-            if progress:
-                bar.console.log(
+            if epoch % log_every == 0 or epoch == epochs:
+                bar.log(
                     f"epoch {epoch}/{epochs}: loss {loss_sum / seen:.4f}, train acc (running) "
                     f"{correct / seen:.4f}, lr {scheduler.get_last_lr()[0]:.2e}"
                 )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
@@ -24,11 +25,35 @@ if TYPE_CHECKING:
 
 SUPPORTED_OPS = (
     "Gemm (transA=0), MatMul by a constant (in, out) weight (+ Add of a constant bias), "
-    "Conv (2-D, group=1, dilations=1, symmetric pads), Relu, MaxPool, AveragePool "
+    "Conv (2-D, any group, dilations=1, symmetric pads), Relu, MaxPool, AveragePool "
     "(ceil_mode=0, symmetric pads; with pads only count_include_pad=1), GlobalAveragePool, "
-    "Flatten (axis=1), Reshape to (batch, -1), BatchNormalization (inference), "
-    "Dropout/Identity (dropped), Add of two same-shape tensors, Concat (axis=1), Constant"
+    "ReduceMean over (H, W), Flatten (axis=1), Reshape to (batch, -1), BatchNormalization "
+    "(inference), Dropout/Identity (dropped), Add of two same-shape tensors, Concat (axis=1), "
+    "Sub/Div/Mul/Add of the graph input by constants (folded into the first layer), a final "
+    "Softmax/LogSoftmax (dropped), Constant"
 )
+ADVICE = {
+    "Clip": "ReLU6 / clamp has no spiking form (a rate saturates at one spike per step); "
+    "replace it by ReLU and retrain or fine-tune",
+    "Sigmoid": "no spiking equivalent; use ReLU",
+    "Tanh": "no spiking equivalent; use ReLU",
+    "LeakyRelu": "negative slopes need signed spikes; use ReLU",
+    "PRelu": "negative slopes need signed spikes; use ReLU",
+    "Elu": "no spiking equivalent; use ReLU",
+    "Gelu": "no spiking equivalent; use ReLU",
+    "HardSwish": "no spiking equivalent; use ReLU",
+    "Shape": "a shape computation such as x.view(x.size(0), -1): use torch.flatten(x, 1), "
+    "or export with a static batch size and constant folding",
+    "Gather": "a shape computation such as x.view(x.size(0), -1): use torch.flatten(x, 1), "
+    "or export with a static batch size and constant folding",
+    "Unsqueeze": "a shape computation such as x.view(x.size(0), -1): use torch.flatten(x, 1), "
+    "or export with a static batch size and constant folding",
+    "Resize": "upsampling has no spiking form here; use a strided Conv/pooling design",
+    "ConvTranspose": "transposed convolutions are not supported; use Conv",
+    "LRN": "local response normalization has no spiking form; remove it or use BatchNorm",
+    "InstanceNormalization": "depends on the input's statistics; use BatchNorm",
+    "LayerNormalization": "depends on the input's statistics; use BatchNorm",
+}
 
 
 @dataclass(frozen=True)
@@ -48,16 +73,9 @@ def node_error(node: onnx.NodeProto, detail: str) -> ValueError:
     return ValueError(f"ONNX node {label(node)!r} ({node.op_type}): {detail}")
 
 
-_DYNAMIC_SHAPE_OPS = ("Shape", "Gather", "Unsqueeze")
-
-
 def unsupported_op(node: onnx.NodeProto) -> ValueError:
     domain = f" of domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
-    hint = (
-        " (a shape computation such as x.view(x.size(0), -1): use torch.flatten(x, 1), or "
-        "export with a static batch size and constant folding)"
-        if node.op_type in _DYNAMIC_SHAPE_OPS else ""
-    )
+    hint = f" ({ADVICE[node.op_type]})" if node.op_type in ADVICE and not domain else ""
     return ValueError(
         f"ONNX node {label(node)!r}: op {node.op_type!r}{domain} is not supported{hint}. "
         f"Supported: {SUPPORTED_OPS}"
@@ -182,14 +200,14 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     w = b.const(node, node.input[1])
     if w.ndim != 4:
         raise node_error(node, f"weight of rank {w.ndim}; only 2-D convolutions are supported")
-    if a.get("group", 1) != 1:
-        raise node_error(node, f"group={a['group']}; only group=1 is supported")
+    group = int(a.get("group", 1))
     kernel = (int(w.shape[2]), int(w.shape[3]))
     if tuple(a.get("kernel_shape", kernel)) != kernel:
         raise node_error(node, f"kernel_shape={list(a['kernel_shape'])} != weight shape {kernel}")
     stride, padding = _window(node, a, x, kernel)
     bias = b.optional_const(node, 2)
-    conv = nn.Conv2d(w.shape[1], w.shape[0], kernel, stride, padding, bias=bias is not None)
+    conv = nn.Conv2d(w.shape[1] * group, w.shape[0], kernel, stride, padding, groups=group,
+                     bias=bias is not None)
     with torch.no_grad():
         conv.weight.copy_(_tensor(w))
         if bias is not None:
@@ -231,6 +249,65 @@ def _global_average_pool(b: Builder, node: onnx.NodeProto) -> None:
         raise node_error(node, f"input of rank {x.example.dim()}; only (N, C, H, W) is supported")
     kernel = (int(x.example.shape[2]), int(x.example.shape[3]))
     b.set(node.output[0], b.module(node, nn.AvgPool2d(kernel), x))
+
+
+def _reduce_mean(b: Builder, node: onnx.NodeProto) -> None:
+    """The mean over the spatial axes (2, 3) of (N, C, H, W), as torch's dynamo exporter
+    writes AdaptiveAvgPool2d(1) and x.mean((2, 3)): AvgPool2d over (H, W), then Flatten
+    when keepdims=0. Axes come from the attribute (opset < 18) or the second input."""
+    a = _attrs(node)
+    x = b.tensor(node, node.input[0])
+    axes = b.optional_const(node, 1)
+    axes = a.get("axes") if axes is None else [int(v) for v in np.asarray(axes).reshape(-1)]
+    rank = x.example.dim()
+    if axes is None or rank != 4 or sorted(int(v) % rank for v in axes) != [2, 3]:
+        raise node_error(
+            node, f"ReduceMean over axes {axes} of a rank-{rank} tensor; only the spatial mean "
+            "over axes (2, 3) of (N, C, H, W) (a global average pool) is supported"
+        )
+    kernel = (int(x.example.shape[2]), int(x.example.shape[3]))
+    pooled = b.module(node, nn.AvgPool2d(kernel), x)
+    if a.get("keepdims", 1):
+        b.set(node.output[0], pooled)
+        return
+    b.set(node.output[0], b.call(torch.flatten, (pooled.node, 1), {},
+                                 torch.flatten(pooled.example, 1)))
+
+
+def _softmax(b: Builder, node: onnx.NodeProto) -> None:
+    """Softmax / LogSoftmax along ``axis`` (capture drops it when it is the last op over the
+    classes and refuses it elsewhere)."""
+    x = b.tensor(node, node.input[0])
+    axis = int(_attrs(node).get("axis", -1 if b.opset >= 13 else 1))
+    fn = F.softmax if node.op_type == "Softmax" else F.log_softmax
+    b.set(node.output[0], b.call(fn, (x.node,), {"dim": axis}, fn(x.example, dim=axis)))
+
+
+def _input_map(b: Builder, node: onnx.NodeProto) -> None:
+    """Sub, Div, Mul or Add of the graph input (or of such a map of it) and a constant:
+    input normalization, which capture folds into the first Linear/Conv2d."""
+    lhs, rhs = node.input[0], node.input[1]
+    tensor, const = (rhs, lhs) if lhs in b.consts else (lhs, rhs)
+    if tensor in b.consts or const not in b.consts or tensor not in b.input_chain:
+        raise node_error(
+            node, f"{node.op_type} is supported between the graph input (or its normalization) "
+            "and a constant (input normalization, folded into the first layer), and Add also "
+            "as a MatMul's bias or between two same-shape tensors; here it is applied to "
+            f"{tensor!r}. Normalize the data outside the model, or fold the constant into a "
+            "neighbouring layer before export"
+        )
+    x = b.values[tensor]
+    c = b.constant(node, b.consts[const])
+    value = torch.tensor(np.asarray(b.consts[const], dtype=np.float32))
+    fn = _ELEMENTWISE[node.op_type]
+    args = (c, x.node) if tensor == rhs else (x.node, c)
+    example = fn(value, x.example) if tensor == rhs else fn(x.example, value)
+    b.set(node.output[0], b.call(fn, args, {}, example))
+    b.input_chain.add(node.output[0])
+
+
+_ELEMENTWISE = {"Sub": operator.sub, "Div": operator.truediv, "Mul": operator.mul,
+                "Add": operator.add}
 
 
 def _flatten_call(b: Builder, node: onnx.NodeProto, x: Value) -> None:
@@ -310,6 +387,9 @@ def _identity(b: Builder, node: onnx.NodeProto) -> None:
 def _add(b: Builder, node: onnx.NodeProto) -> None:
     """Two same-shape tensors -> residual add; tensor + constant -> bias of a MatMul/Gemm."""
     lhs, rhs = node.input[0], node.input[1]
+    if lhs in b.input_chain or rhs in b.input_chain:
+        _input_map(b, node)
+        return
     if lhs in b.consts or rhs in b.consts:
         _add_bias(b, node)
         return
@@ -373,4 +453,10 @@ HANDLERS: dict[str, Callable[[Builder, onnx.NodeProto], None]] = {
     "Add": _add,
     "Concat": _concat,
     "Constant": _constant,
+    "ReduceMean": _reduce_mean,
+    "Softmax": _softmax,
+    "LogSoftmax": _softmax,
+    "Sub": _input_map,
+    "Div": _input_map,
+    "Mul": _input_map,
 }

@@ -41,7 +41,7 @@ _FLOAT_TYPES = (
 class Builder:
     """Accumulates the fx graph, its submodules and the ONNX name -> value/constant maps."""
 
-    def __init__(self, graph: onnx.GraphProto, batch: int | None) -> None:
+    def __init__(self, graph: onnx.GraphProto, batch: int | None, opset: int) -> None:
         self.fx = torch.fx.Graph()
         self.root = nn.Module()
         self.values: dict[str, Value] = {}
@@ -51,7 +51,9 @@ class Builder:
         self.uses = Counter(name for n in graph.node for name in n.input if name)
         self.uses.update(o.name for o in graph.output)
         self.batch = batch
+        self.opset = opset
         self.bias_free: dict[str, nn.Linear] = {}
+        self.input_chain: set[str] = set()  # the graph input and constant maps of it
 
     def tensor(self, node: onnx.NodeProto, name: str) -> Value:
         """The computed tensor ``name`` (an input of ``node``)."""
@@ -93,6 +95,12 @@ class Builder:
             example = module(x.example)
         return Value(self.fx.call_module(name, (x.node,)), example)
 
+    def constant(self, node: onnx.NodeProto, value: np.ndarray) -> torch.fx.Node:
+        """A buffer holding ``value`` (float32), read by a ``get_attr`` node."""
+        name = f"const_{len(self.root._buffers)}"
+        self.root.register_buffer(name, torch.tensor(np.asarray(value, dtype=np.float32)))
+        return self.fx.get_attr(name)
+
     def call(
         self, fn: Callable[..., torch.Tensor], args: tuple, kwargs: dict, example: torch.Tensor
     ) -> Value:
@@ -128,11 +136,13 @@ def read_model(source: str | PathLike[str] | bytes | onnx.ModelProto) -> onnx.Mo
     return model
 
 
-def _check_opset(model: onnx.ModelProto) -> None:
+def _check_opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset (>= MIN_OPSET, else ``ValueError``)."""
     versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not versions or versions[0] < MIN_OPSET:
         found = versions[0] if versions else "none"
         raise ValueError(f"ONNX opset {found} is not supported; export with opset >= {MIN_OPSET}")
+    return versions[0]
 
 
 def _graph_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
@@ -201,12 +211,13 @@ def onnx_to_fx(
 
     Raises ``ValueError`` naming the node for an op or attribute outside the supported set.
     """
-    _check_opset(model)
+    opset = _check_opset(model)
     graph = model.graph
     shape, batch = input_shape_of(model, input_shape)
-    b = Builder(graph, batch)
+    b = Builder(graph, batch, opset)
     inp = _graph_input(graph)
     b.set(inp.name, Value(b.fx.placeholder("x"), torch.zeros(1, *shape)))
+    b.input_chain.add(inp.name)
     for node in graph.node:
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if handler is None:

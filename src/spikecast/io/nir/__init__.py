@@ -12,6 +12,8 @@ from spikecast.lazy import lazy_attributes
 _EXPORTS = {
     "export_nir": "spikecast.io.nir.export",
     "write_nir": "spikecast.io.nir.export",
+    "write_graph": "spikecast.io.nir.export",
+    "NirDialect": "spikecast.io.nir.dialect",
     "read_nir": "spikecast.io.nir.import_chain",
 }
 

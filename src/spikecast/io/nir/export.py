@@ -1,57 +1,59 @@
 """Export a rate-coded spikecast model to a NIR graph (Neuromorphic Intermediate Representation).
 
-The graph is Input -> (Affine | Linear | Conv2d | AvgPool2d | Flatten | Scale)* with an
-``IF`` node for every neuron population (a ReLU, and the output) -> Output, on a discrete
-grid with dt = 1 (one NIR time unit per simulation step). Networks the simulator
-(:mod:`spikecast.schemes.rate.sim`) rejects are rejected alike. How its semantics map onto NIR:
+The graph is Input -> (Affine | Conv2d | Flatten | Scale)* with a neuron node for every
+population (a ReLU, and the output) -> Output; node names are the layer names with dots
+replaced by underscores (nirtorch-based readers mis-wire dotted names). Layers take the
+forms most readers load (:mod:`spikecast.io.nir.export_nodes`: Affine for Linear, pools
+as convolutions, a batch-safe Flatten); neurons follow a dialect
+(:mod:`spikecast.io.nir.dialect`): ``nir`` (IF, the standard; norse, sinabs, spikecast),
+``snntorch`` (leak-free LIF in snnTorch's dt = 1e-4) or ``sinabs`` (IF read as reset by
+subtraction, loadable with nir <= 1.0.4). Networks the simulator
+(:mod:`spikecast.schemes.rate.sim`) rejects are rejected alike. How the semantics map:
 
-* Threshold. spikecast fires when v >= theta; NIR's IF fires when v > v_threshold
-  (strict). The exported v_threshold is the largest float32 below theta,
-  ``np.nextafter(float32(theta), -inf)``: for float32 membranes, v > v_threshold iff
-  v >= theta, exactly. r = 1 (v <- v + I per step) and v_reset = 0.
-* Reset. NIR's IF sets v <- v_reset after a spike, which is spikecast's ``reset='zero'``.
-  Reset by subtraction (v <- v - theta, the default) has no NIR equivalent: export refuses
-  it unless ``approximate=True``, which writes reset-to-zero and lists the change.
-* Charge. A spikecast spike carries the charge theta into the next synaptic layer
-  (I = W (theta s) + b); a NIR spike is 1, so the next layer's weights are multiplied by
-  theta, W' = theta W (exact in real arithmetic; bit-exact when theta is a power of two,
-  e.g. the default 1, where the multiplication is skipped). Average pools have no weights:
-  a ``Scale(theta)`` node precedes them when theta != 1. Biases are not scaled: NIR's
-  Affine bias is a constant current, added every step, as in spikecast.
-* Input. The Input node has the per-sample shape; under ``constant`` coding the analog x
+* Threshold: spikecast fires when v >= theta; a strict reader (v > v_thr) gets
+  v_thr = nextafter(float32(theta), -inf), exact for float32 membranes.
+* Reset: the dialect's neuron resets to 0 (``nir``, ``snntorch``) or by subtraction
+  (``sinabs``). A model with the other reset is refused unless ``approximate=True``, which
+  writes the dialect's reset and lists the change (spikecast restores the model's own reset
+  when it reads the file back, from the recipe in the metadata).
+* Charge: a spikecast spike carries theta into the next synaptic layer (I = W (theta s) + b);
+  a NIR spike is 1, so the next layer's weights are W' = theta W (exact in real arithmetic;
+  bit-exact when theta is a power of two, e.g. the default 1, where it is skipped). Biases
+  are constant currents, added every step, as in spikecast.
+* Input: the Input node has the per-sample shape; under ``constant`` coding the analog x
   is fed every step, under ``poisson`` coding unit spikes are (recorded in the metadata).
-* Max-pooling. NIR has none; export refuses unless ``approximate=True``, which writes a
-  SumPool2d whose metadata records the MaxPool2d (spikecast's importer restores it, so
-  round trips through spikecast are exact; other tools see a sum-pool).
-* Merges. Several edges into one NIR node are summed: an Add's inputs go straight into
-  the Add's IF population (or, for an Add without ReLU, into a ``Scale(1)`` junction),
-  each through a ``Scale(w_k charge_k)`` node unless that factor is 1. A synaptic layer
-  without ReLU feeding an Add sends its current (charge 1). Concat has no NIR node
-  (edges are summed, never concatenated) and is refused.
+* Max-pooling: NIR has none; refused unless ``approximate=True`` (a sum-pool convolution
+  whose metadata records the max-pool, restored by spikecast).
+* Merges: several edges into one node are summed: an Add's inputs go straight into the
+  Add's population (or, for an Add without ReLU, into a ``Scale(1)`` junction), each
+  through a ``Scale(w_k charge_k)`` node unless that factor is 1 (of the three peer readers
+  none reads Scale). Concat has no NIR node and is refused.
 * Other schemes (sigma-delta, SSNN) are refused: NIR lacks their neuron models.
 
-Graph metadata ``{"spikecast": JSON}`` records format, dt = 1, the threshold rule, the
-rate recipe's parameters and the list of approximations; per-node metadata records a
-Conv2d without bias, a replaced MaxPool2d and whether an IF population had a ReLU.
+Graph metadata ``{"spikecast": JSON}`` records format, dialect, dt, the threshold rule, the
+rate recipe's parameters and the approximations; node metadata records a layer without
+bias, a pool written as a convolution and whether a population had a ReLU.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import h5py
 import nir
 import numpy as np
 
-from spikecast.io.nir.mappers import EXPORTERS, ExportContext, dump_meta
+from spikecast.io.nir.dialect import LEAK_FREE_TAU, Convention, NirDialect, convention
+from spikecast.io.nir.export_nodes import EXPORTERS, ExportContext
+from spikecast.io.nir.meta import dump_meta, load_meta
 from spikecast.ir.graph import INPUT, Add, Network, ReLU, Stage
 from spikecast.schemes.base import SpikingModel
 from spikecast.schemes.rate import RateModel
-from spikecast.schemes.rate.neuron import Reset
 from spikecast.schemes.rate.sim import signal_kinds
 
 FORMAT = "spikecast-nir"
-VERSION = 1
-THRESHOLD_RULE = "v > v_threshold with v_threshold = nextafter(float32(theta), -inf)"
+VERSION = 2
 
 REFUSALS = {
     "sigma-delta": "NIR has no sigma-delta neuron (hysteresis quantizer emitting signed "
@@ -59,11 +61,8 @@ REFUSALS = {
     "ssnn": "NIR has no SSNN circuit model (PWM input coding, membrane floor at 0, "
     "current-mode synapses)",
 }
-
-
-def nir_threshold(theta: float) -> np.float32:
-    """The largest float32 below theta: NIR's strict v > v_thr equals spikecast's v >= theta."""
-    return np.nextafter(np.float32(theta), np.float32(-np.inf))
+RESET_WORDS = {"subtract": "reset by subtraction (v <- v - theta)",
+               "zero": "reset to zero (v <- 0)"}
 
 
 def _relu_names(net: Network) -> dict[int, str]:
@@ -75,17 +74,20 @@ def _relu_names(net: Network) -> dict[int, str]:
     }
 
 
-def _neurons(stage: Stage, v_thr: np.float32) -> nir.IF:
-    shape = stage.out_shape
-    return nir.IF(
-        r=np.ones(shape, dtype=np.float32),
-        v_threshold=np.full(shape, v_thr, dtype=np.float32),
-        v_reset=np.zeros(shape, dtype=np.float32),
-        metadata=dump_meta({"relu": stage.relu}),
-    )
+def _neurons(stage: Stage, theta: float, conv: Convention) -> nir.NIRNode:
+    """A population in the dialect's form: IF with r dt = 1, or a leak-free LIF with
+    r dt / tau = 1."""
+    ones = np.ones(stage.out_shape, dtype=np.float32)
+    v_thr, meta = ones * conv.v_threshold(theta), dump_meta({"relu": stage.relu})
+    if conv.neuron == "LIF":
+        return nir.LIF(tau=ones * np.float32(LEAK_FREE_TAU),
+                       r=ones * np.float32(LEAK_FREE_TAU / conv.dt), v_leak=ones * 0,
+                       v_threshold=v_thr, v_reset=ones * 0, metadata=meta)
+    return nir.IF(r=ones / np.float32(conv.dt), v_threshold=v_thr, v_reset=ones * 0,
+                  metadata=meta)
 
 
-def _check_model(model: SpikingModel, ctx: ExportContext) -> RateModel:
+def _check_model(model: SpikingModel, conv: Convention, ctx: ExportContext) -> RateModel:
     if not isinstance(model, RateModel):
         scheme = getattr(model, "scheme", type(model).__name__)
         reason = REFUSALS.get(scheme, "NIR export is implemented for rate-coded models only")
@@ -93,19 +95,27 @@ def _check_model(model: SpikingModel, ctx: ExportContext) -> RateModel:
             f"cannot export a {scheme!r} model to NIR: {reason}; only rate-coded models "
             "(scheme 'rate', IF neurons) map onto NIR"
         )
-    if model.recipe.reset is Reset.SUBTRACT:
+    reset = model.recipe.reset
+    if reset is not conv.reset:
+        ours, theirs = RESET_WORDS[reset.value], RESET_WORDS[conv.reset.value]
         if not ctx.approximate:
             raise ValueError(
-                "NIR's IF neuron resets to v_reset after a spike; it cannot express reset by "
-                "subtraction (v <- v - theta). Convert with reset='zero', or export with "
-                "approximate=True (--approximate) to write reset-to-zero (recorded in the "
-                "graph metadata)"
+                f"the model uses {ours}; the neurons of this NIR dialect use {theirs}. "
+                f"Convert with reset='{conv.reset.value}', choose a dialect with that reset "
+                "('sinabs' subtracts, 'nir' and 'snntorch' reset to zero), or export with "
+                "approximate=True (--approximate) to write the dialect's reset (recorded in "
+                "the graph metadata, restored by spikecast)"
             )
         ctx.approximations.append(
-            "reset by subtraction (v <- v - theta) written as reset to zero (v <- 0); "
-            "restored by spikecast"
+            f"{ours} written as {theirs}; other tools' spike counts differ; restored by "
+            "spikecast"
         )
     return model
+
+
+def node_name(name: str) -> str:
+    """A layer name as a NIR node name: dots become underscores."""
+    return name.replace(".", "_")
 
 
 class _Writer:
@@ -116,9 +126,10 @@ class _Writer:
         self.edges: list[tuple[str, str]] = []
 
     def add(self, name: str, node: nir.NIRNode, sources: list[str]) -> str:
-        unique, k = name, 1
+        base = node_name(name)
+        unique, k = base, 1
         while unique in self.nodes or unique == "output":
-            unique, k = f"{name}_{k}", k + 1
+            unique, k = f"{base}_{k}", k + 1
         self.nodes[unique] = node
         self.edges.extend((src, unique) for src in sources)
         return unique
@@ -143,17 +154,20 @@ def _merge_inputs(
     return names
 
 
-def export_nir(model: SpikingModel, approximate: bool = False) -> nir.NIRGraph:
-    """The NIR graph of a rate-coded ``model`` (see the module docstring for the mapping).
+def export_nir(
+    model: SpikingModel, approximate: bool = False, dialect: NirDialect | str = NirDialect.NIR
+) -> nir.NIRGraph:
+    """The NIR graph of a rate-coded ``model`` in ``dialect`` (see the module docstring).
 
-    ``approximate=True`` replaces what NIR cannot express (reset by subtraction,
-    max-pooling) by its nearest NIR form and lists each change in
+    ``approximate=True`` replaces what the dialect cannot express (the other reset,
+    max-pooling) by its nearest form and lists each change in
     ``graph.metadata["spikecast"]``; without it those models raise ``ValueError``.
     """
+    dialect = NirDialect(dialect)
+    conv = convention(dialect)
     ctx = ExportContext(approximate)
-    model = _check_model(model, ctx)
+    model = _check_model(model, conv, ctx)
     net, theta = model.network, model.recipe.threshold
-    v_thr = nir_threshold(theta)
     relu_names = _relu_names(net)
     w = _Writer(net.input_shape)
     out: dict[int, str] = {INPUT: "input"}  # stage -> NIR node sending its signal
@@ -182,23 +196,53 @@ def export_nir(model: SpikingModel, approximate: bool = False) -> nir.NIRGraph:
             charge[stage.index] = charge[src] if not stage.synaptic else 1.0
         if stage.population:
             name = relu_names.get(stage.index, f"{stage.name}_if")
-            sources = [w.add(name, _neurons(stage, v_thr), sources)]
+            sources = [w.add(name, _neurons(stage, theta, conv), sources)]
             charge[stage.index] = theta
         out[stage.index] = sources[0]
     last = out[stages[-1].index]
     w.nodes["output"] = nir.Output(np.array(w.nodes[last].output_type["output"]))
     w.edges.append((last, "output"))
     meta = {
-        "format": FORMAT, "version": VERSION, "dt": 1.0, "threshold_rule": THRESHOLD_RULE,
-        "recipe": model.recipe.params(), "approximations": ctx.approximations,
+        "format": FORMAT, "version": VERSION, "dialect": dialect.value, "dt": conv.dt,
+        "threshold_rule": conv.rule, "recipe": model.recipe.params(),
+        "approximations": ctx.approximations,
     }
     return nir.NIRGraph(w.nodes, w.edges, metadata=dump_meta(meta))
 
 
-def write_nir(model: SpikingModel, path: str | Path, approximate: bool = False) -> Path:
-    """Export ``model`` (see :func:`export_nir`) and write it with ``nir.write``."""
+def _typed_flattens(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """``graph``, or a copy with its types inferred by nir when a Flatten lacks its input
+    type (sinabs' ``to_nir`` writes None, which ``nir.write`` cannot store)."""
+    untyped = [n for n in graph.nodes.values()
+               if isinstance(n, nir.Flatten) and n.input_type.get("input") is None]
+    if not untyped:
+        return graph
+    graph = copy.deepcopy(graph)
+    graph.infer_types()
+    return graph
+
+
+def write_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
+    """``nir.write`` ``graph`` to ``path``. Flatten nodes without an input type get one
+    (nir's type inference); in a ``sinabs``-dialect graph the IF nodes' v_reset fields
+    are dropped (nir <= 1.0.4 refuses them; later versions read 0)."""
     path = Path(path)
-    graph = export_nir(model, approximate)
     path.parent.mkdir(parents=True, exist_ok=True)
+    graph = _typed_flattens(graph)
     nir.write(path, graph)
+    dialect = load_meta(graph, "graph").get("dialect", NirDialect.NIR.value)
+    if not convention(dialect).v_reset_field:
+        with h5py.File(path, "r+") as f:
+            nodes = f["node"]["nodes"]
+            for name, node in graph.nodes.items():
+                if isinstance(node, nir.IF):
+                    del nodes[name]["v_reset"]
     return path
+
+
+def write_nir(
+    model: SpikingModel, path: str | Path, approximate: bool = False,
+    dialect: NirDialect | str = NirDialect.NIR,
+) -> Path:
+    """Export ``model`` (see :func:`export_nir`) and write it (see :func:`write_graph`)."""
+    return write_graph(export_nir(model, approximate, dialect), path)

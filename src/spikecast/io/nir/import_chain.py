@@ -1,15 +1,18 @@
 """Import a NIR graph as a rate-coded spikecast model (simulated by the rate scheme's sim).
 
-Accepted: a chain Input -> ... -> Output of Affine, Linear, Conv2d (dilation 1, groups 1),
-AvgPool2d, SumPool2d, Flatten, Scale and neuron nodes IF, LIF and CubaLIF (leak-free only,
-see :mod:`spikecast.io.nir.mappers`), read on a dt = 1 grid (v <- v + r I per step, the
-Affine bias added every step). Each neuron node becomes the IF population after the
+Accepted: a chain Input -> ... -> Output of Affine, Linear, Conv2d (dilation 1, any
+groups), AvgPool2d, SumPool2d, Flatten, Scale and neuron nodes IF, LIF and CubaLIF
+(leak-free only, see :mod:`spikecast.io.nir.import_nodes`), read on the dialect's grid
+(:mod:`spikecast.io.nir.dialect`; dt = 1 for ``nir``: v <- v + r I per step, the Affine
+bias added every step). Each neuron node becomes the IF population after the
 preceding synaptic node (a ReLU record, except for the output population); every synaptic
 node needs one. Unknown node types raise ``ValueError`` naming the node. Graphs with
 branches or merges are read by :mod:`spikecast.io.nir.import_dag`.
 
 * Threshold: NIR fires when v > v_thr; spikecast when v >= theta with
-  theta = nextafter(float32(v_thr), +inf), equal for float32 membranes. v_reset must be 0.
+  theta = nextafter(float32(v_thr), +inf), equal for float32 membranes (the ``sinabs``
+  dialect fires on v >= v_thr: theta = v_thr). v_reset must be 0 (``sinabs``: ignored, the
+  neurons reset by subtraction).
 * One theta per model: when every neuron of the graph has the same threshold it is the
   model's theta; otherwise thresholds (and gains r) are folded into the incoming weights,
   W_i <- W_i r_i / theta_i, b_i <- b_i r_i / theta_i, with theta = 1 (exact in real
@@ -19,14 +22,16 @@ branches or merges are read by :mod:`spikecast.io.nir.import_dag`.
   layer fed by a population gets W <- W s / theta. An average pool that must be scaled
   becomes the equivalent Conv2d. SumPool2d is the exact Conv2d with a ones weight on the
   channel diagonal, unless spikecast wrote it for a MaxPool2d (restored from metadata).
-* Graphs written by spikecast: the rate recipe in the metadata is restored (reset by
-  subtraction included) and explicit arguments override it.
+* Graphs written by spikecast: the dialect and the rate recipe in the metadata are
+  restored (reset by subtraction included) and explicit arguments override them. Graphs
+  written by snnTorch, norse and sinabs: see :func:`read_nir`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +39,10 @@ import nir
 import numpy as np
 import torch
 
+from spikecast.io.nir.dialect import Convention, NirDialect, convention
 from spikecast.io.nir.import_dag import read_dag
-from spikecast.io.nir.mappers import dispatch, input_shape, load_meta, spikecast_threshold
+from spikecast.io.nir.import_nodes import dispatch, input_shape
+from spikecast.io.nir.meta import load_meta
 from spikecast.ir.graph import AvgPool2d, Conv2d, Flatten, Layer, Linear, Network, ReLU
 from spikecast.schemes.rate import RateModel, RateRecipe
 from spikecast.schemes.rate.sim import InputCoding
@@ -66,6 +73,14 @@ def _shape_after(name: str, layer: Layer, shape: tuple[int, ...]) -> tuple[int, 
         raise ValueError(f"node {name!r} does not accept inputs of shape {shape}: {exc}") from exc
 
 
+def _double(layer: Layer) -> Layer:
+    """``layer`` with float64 weights (pools have none)."""
+    if isinstance(layer, (Linear, Conv2d)):
+        bias = None if layer.bias is None else layer.bias.double()
+        return replace(layer, weight=layer.weight.double(), bias=bias)
+    return layer
+
+
 def _full(values: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size != 1 and arr.size != int(np.prod(shape)):
@@ -76,31 +91,76 @@ def _full(values: Any, shape: tuple[int, ...], name: str, what: str) -> np.ndarr
 class Builder:
     """Collects the chain's layers in NIR units; :meth:`network` folds the factors."""
 
-    def __init__(self, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, input_shape: tuple[int, ...], conv: Convention) -> None:
         self.input_shape = input_shape
+        self.convention = conv
         self.shape = input_shape
         self.items: list[_Synapse | tuple[str, Layer]] = []
         self.pending: _Synapse | None = None
+        self.pending_flatten: str | None = None  # a Flatten after the pending synapse
         self.in_scale = np.ones(input_shape)
         self.from_population = False
 
-    def synaptic(self, name: str, layer: Linear | Conv2d | AvgPool2d) -> None:
-        """A synaptic node; its neuron population must come next (through Scale nodes)."""
+    def synaptic(
+        self, name: str, layer: Linear | Conv2d | AvgPool2d, in_scale: float = 1.0
+    ) -> None:
+        """A synaptic node whose input is first multiplied by ``in_scale``; its neuron
+        population must come next (through Scale nodes). A Linear right after another
+        synaptic node (e.g. sinabs' SumPool2d -> Flatten -> Affine) is composed with it."""
         if self.pending is not None:
+            if isinstance(layer, Linear) and in_scale == 1.0:
+                self._compose(name, layer)
+                return
             raise ValueError(
                 f"node {name!r} follows synaptic node {self.pending.name!r} without a neuron "
                 "population in between; spikecast needs IF neurons after every synaptic node"
             )
         out_shape = _shape_after(name, layer, self.shape)
         self.pending = _Synapse(
-            name, layer, self.shape, out_shape, self.in_scale, self.from_population,
+            name, layer, self.shape, out_shape, self.in_scale * in_scale, self.from_population,
             np.ones(out_shape),
         )
         self.items.append(self.pending)
         self.shape = out_shape
 
+    def _compose(self, name: str, layer: Linear) -> None:
+        """Replace the pending node L (outputs scaled by its Scale factors s) and the
+        Linear (W, b) reading it by one Linear: y = W' x + b' with W' = (W diag s) J_L and
+        b' = (W diag s) L(0) + b, J_L the Jacobian of L (exact in real arithmetic)."""
+        syn = self.pending
+        w_scaled = layer.weight.double() * torch.from_numpy(syn.out_scale.reshape(-1))
+        first = _double(syn.layer)
+        x = torch.zeros(w_scaled.shape[0], *syn.in_shape, dtype=torch.float64,
+                        requires_grad=True)
+        with torch.enable_grad():
+            y = first.forward(x).flatten(1)
+            if y.shape[1] != w_scaled.shape[1]:
+                raise ValueError(f"node {name!r} takes {w_scaled.shape[1]} inputs, node "
+                                 f"{syn.name!r} sends {y.shape[1]}")
+            (y * w_scaled).sum().backward()
+        bias = w_scaled @ y[0].detach()
+        if layer.bias is not None:
+            bias = bias + layer.bias.double()
+        composed = Linear(x.grad.flatten(1).float(), bias.float())
+        self.items.remove(syn)
+        if len(syn.in_shape) > 1:
+            self.items.append((self.pending_flatten or f"{syn.name}_flat", Flatten()))
+        n_in = int(np.prod(syn.in_shape))
+        self.pending = _Synapse(
+            f"{syn.name}+{name}", composed, (n_in,), (composed.weight.shape[0],),
+            syn.in_scale.reshape(-1), syn.from_population, np.ones(composed.weight.shape[0]),
+        )
+        self.items.append(self.pending)
+        self.pending_flatten = None
+        self.shape = self.pending.out_shape
+
     def route(self, name: str, layer: Layer) -> None:
-        """A Flatten or restored MaxPool2d on the spike path; pending Scales move past it."""
+        """A Flatten or restored MaxPool2d on the spike path; pending Scales move past it.
+        A Flatten after a synaptic node waits for the Linear it is composed with."""
+        if self.pending is not None and isinstance(layer, Flatten) and not self.pending_flatten:
+            self.pending_flatten = name
+            self.shape = (int(np.prod(self.shape)),)
+            return
         if self.pending is not None:
             raise ValueError(
                 f"node {name!r} ({type(layer).__name__}) sits between synaptic node "
@@ -124,7 +184,8 @@ class Builder:
         """Scale the pending synaptic node's outputs, else the next synaptic node's inputs."""
         s = _full(s, self.shape, name, "scale")
         if self.pending is not None:
-            self.pending.out_scale = self.pending.out_scale * s
+            out_shape = self.pending.out_shape
+            self.pending.out_scale = self.pending.out_scale * s.reshape(out_shape)
         else:
             self.in_scale = self.in_scale * s
 
@@ -137,6 +198,11 @@ class Builder:
             raise ValueError(
                 f"node {name!r}: a neuron population must directly follow a synaptic node "
                 "(Affine, Linear, Conv2d, AvgPool2d, SumPool2d), optionally through Scale"
+            )
+        if self.pending_flatten is not None:
+            raise ValueError(
+                f"node {self.pending_flatten!r} (Flatten) sits between synaptic node "
+                f"{syn.name!r} and its neurons {name!r}; spikecast routes spikes only"
             )
         syn.population = name
         syn.threshold = _full(threshold, self.shape, name, "v_threshold")
@@ -254,18 +320,41 @@ def _is_chain(graph: nir.NIRGraph) -> bool:
     return len(set(heads)) == len(heads) and len(set(tails)) == len(tails)
 
 
-def _read_chain(graph: nir.NIRGraph) -> tuple[Network, float]:
+def _read_chain(
+    graph: nir.NIRGraph, conv: Convention, shape: tuple[int, ...]
+) -> tuple[Network, float]:
     chain = _chain(graph)
-    builder = Builder(input_shape(chain[0][1]))
+    builder = Builder(shape, conv)
     for name, node in chain[1:-1]:
         dispatch(name, node, builder)
     return builder.network()
 
 
+def _network(graph: nir.NIRGraph, conv: Convention) -> tuple[Network, float]:
+    """The layer graph and theta; an Input shape with a leading 1 that the graph does not
+    accept is read without it (norse's ``to_nir`` and snnTorch's ``export_to_nir`` without
+    ``ignore_dims=[0]`` write the example input's batch dimension)."""
+    inputs = [n for n in graph.nodes.values() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise ValueError(f"the NIR graph has {len(inputs)} Input nodes; spikecast needs one")
+    shape = input_shape(inputs[0])
+    read = _read_chain if _is_chain(graph) else read_dag
+    try:
+        return read(graph, conv, shape)
+    except ValueError:
+        if len(shape) < 2 or shape[0] != 1:
+            raise
+        first = sys.exc_info()[1]
+    try:
+        return read(graph, conv, shape[1:])
+    except ValueError:
+        raise first from None
+
+
 def _recipe(
-    meta: dict[str, Any], theta: float, overrides: dict[str, Any]
+    meta: dict[str, Any], theta: float, conv: Convention, overrides: dict[str, Any]
 ) -> RateRecipe:
-    params: dict[str, Any] = {"reset": "zero"}
+    params: dict[str, Any] = {"reset": conv.reset.value}
     # the graph holds normalized weights: spikecast's own recorded normalization is done
     params |= meta.get("recipe", {}) | {"normalization": "none"}
     recorded = params.get("threshold")
@@ -278,30 +367,47 @@ def _recipe(
         raise ValueError(f"the graph's spikecast recipe {params} is not a rate recipe") from exc
 
 
+def _load(source: str | Path | nir.NIRGraph) -> nir.NIRGraph:
+    if isinstance(source, nir.NIRGraph):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such NIR file")
+    try:
+        return nir.read(path)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable NIR file (corrupt or truncated): "
+                         f"{exc}") from exc
+
+
 def read_nir(
     source: str | Path | nir.NIRGraph,
     steps: int | None = None,
     *,
     input_coding: InputCoding | str | None = None,
     seed: int | None = None,
+    dialect: NirDialect | str | None = None,
 ) -> RateModel:
     """A :class:`RateModel` from a NIR file or graph (see the module docstring).
 
     ``steps``, ``input_coding`` and ``seed`` default to the values spikecast recorded in
-    the graph, else 64, ``constant`` and 0.
+    the graph, else 64, ``constant`` and 0. ``dialect`` (how neuron nodes are read, see
+    :mod:`spikecast.io.nir.dialect`) defaults to the one spikecast recorded, else ``nir``.
+    Graphs from other tools, read as they mean them:
+
+    * snnTorch (``export_to_nir``): ``Leaky(beta=1)`` is a LIF with tau = r = inf (read as
+      IF, gain 1); its reset mechanism is not written (the file says reset to zero, so
+      ``Leaky(reset_mechanism="subtract")``, snnTorch's default, reads as reset to zero);
+      Flatten has the torch start_dim - 1;
+    * norse (``to_nir``): IF nodes, read exactly; norse writes no Flatten node;
+    * sinabs (``to_nir``): its IF nodes mean reset by subtraction and v >= v_thr: pass
+      ``dialect="sinabs"``. Its Flatten has ``input_type`` None, so ``nir.write`` fails on
+      the graph; pass the graph object itself (spikecast infers the shapes).
     """
-    if isinstance(source, nir.NIRGraph):
-        graph = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such NIR file")
-        try:
-            graph = nir.read(path)
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable NIR file (corrupt or truncated): "
-                             f"{exc}") from exc
-    net, theta = _read_chain(graph) if _is_chain(graph) else read_dag(graph, spikecast_threshold)
+    graph = _load(source)
     meta = load_meta(graph, "graph")
-    recipe = _recipe(meta, theta, {"steps": steps, "input_coding": input_coding, "seed": seed})
+    conv = convention(dialect or meta.get("dialect") or NirDialect.NIR)
+    net, theta = _network(graph, conv)
+    recipe = _recipe(meta, theta, conv,
+                     {"steps": steps, "input_coding": input_coding, "seed": seed})
     return recipe.build(net, recipe.calibrate(net, None))

@@ -20,7 +20,8 @@ import nir
 import numpy as np
 import torch
 
-from spikecast.io.nir.mappers import dispatch, input_shape
+from spikecast.io.nir.dialect import Convention
+from spikecast.io.nir.import_nodes import dispatch
 from spikecast.ir.graph import (
     INPUT,
     SYNAPTIC,
@@ -65,9 +66,10 @@ def topological(graph: nir.NIRGraph) -> tuple[list[str], dict[str, list[str]]]:
 class DagBuilder:
     """Receives the ``IMPORTERS``' calls node by node (see :meth:`begin`)."""
 
-    def __init__(self, input_shape: tuple[int, ...], theta: float) -> None:
+    def __init__(self, input_shape: tuple[int, ...], theta: float, conv: Convention) -> None:
         self.input_shape = input_shape
         self.theta = theta
+        self.convention = conv
         self.layers: list[Layer] = []
         self.names: list[str] = []
         self.sources: list[tuple[int, ...]] = []
@@ -96,9 +98,10 @@ class DagBuilder:
         self.shapes[k] = shape
         return k
 
-    def _charge(self, k: int) -> float:
-        """What NIR's unit of signal is in spikecast units: 1 / theta after a population."""
-        return 1.0 / self.theta if k in self.spiking else 1.0
+    def _charge(self, k: int, s: float = 1.0) -> float:
+        """What ``s`` NIR units of signal are in spikecast units: s / theta after a
+        population."""
+        return s / self.theta if k in self.spiking else s
 
     def begin(self, name: str, preds: list[str]) -> None:
         """Start node ``name``: its input is the sum of its predecessors' outputs."""
@@ -113,8 +116,8 @@ class DagBuilder:
     def finish(self) -> None:
         self.value[self.node] = self.cursor
 
-    def synaptic(self, name: str, layer: Layer) -> None:
-        charge = self._charge(self.cursor)
+    def synaptic(self, name: str, layer: Layer, in_scale: float = 1.0) -> None:
+        charge = self._charge(self.cursor, in_scale)
         if charge != 1.0:
             if not isinstance(layer, (Linear, Conv2d)):
                 layer = Add((charge,))  # a pool has no weights: scale its input first
@@ -136,7 +139,7 @@ class DagBuilder:
                 f"node {name!r}: a per-neuron Scale in a branched graph; spikecast imports "
                 "one scale per Scale node there"
             )
-        weight = float(values[0]) * self._charge(self.cursor)
+        weight = self._charge(self.cursor, float(values[0]))
         self.cursor = self._emit(Add((weight,)), name, (self.cursor,))
 
     def population(
@@ -172,12 +175,12 @@ class DagBuilder:
                        tuple(self.sources))
 
 
-def uniform_threshold(graph: nir.NIRGraph, to_spikecast: Any) -> float:
+def uniform_threshold(graph: nir.NIRGraph, conv: Convention) -> float:
     """The one threshold of every neuron node (spikecast units), else an error."""
     values: set[float] = set()
     for name, node in graph.nodes.items():
         if isinstance(node, NEURONS):
-            values.update(float(v) for v in np.unique(to_spikecast(node.v_threshold)))
+            values.update(float(v) for v in np.unique(conv.theta(node.v_threshold)))
             if len(values) > 1:
                 raise ValueError(
                     f"node {name!r}: thresholds {sorted(values)[:4]} differ; a branched graph "
@@ -191,7 +194,9 @@ def uniform_threshold(graph: nir.NIRGraph, to_spikecast: Any) -> float:
     return theta
 
 
-def read_dag(graph: nir.NIRGraph, to_spikecast: Any) -> tuple[Network, float]:
+def read_dag(
+    graph: nir.NIRGraph, conv: Convention, shape: tuple[int, ...]
+) -> tuple[Network, float]:
     """The layer graph and theta of a branched NIR graph (see the module docstring)."""
     order, preds = topological(graph)
     inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]
@@ -199,8 +204,8 @@ def read_dag(graph: nir.NIRGraph, to_spikecast: Any) -> tuple[Network, float]:
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"the NIR graph has {len(inputs)} Input and {len(outputs)} Output "
                          "nodes; spikecast needs one of each")
-    theta = uniform_threshold(graph, to_spikecast)
-    builder = DagBuilder(input_shape(graph.nodes[inputs[0]]), theta)
+    theta = uniform_threshold(graph, conv)
+    builder = DagBuilder(shape, theta, conv)
     builder.value[inputs[0]] = INPUT
     for name in order:
         node = graph.nodes[name]

@@ -20,9 +20,11 @@ SUPPORTED_LAYERS = (
 
 def conv_table(
     weight: np.ndarray, in_shape: tuple[int, ...], stride: tuple[int, int],
-    padding: tuple[int, int], depthwise: bool,
+    padding: tuple[int, int], groups: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, target, weight) triples of a cross-correlation, source-major order."""
+    """(source, target, weight) triples of a cross-correlation with ``groups`` channel
+    groups (output channel co reads input channel ci iff both are in group g, through
+    weight[co, ci - g c_in / groups]), source-major order."""
     c_in, h, w = in_shape
     c_out, _, kh, kw = weight.shape
     sh, sw = stride
@@ -37,12 +39,13 @@ def conv_table(
     ok = (ny % sh == 0) & (nx % sw == 0)
     oy, ox = ny // sh, nx // sw
     ok &= (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
-    if depthwise:
-        ok &= ci == co
+    per_in, per_out = c_in // groups, c_out // groups
+    if groups > 1:
+        ok &= ci // per_in == co // per_out
     ci, yi, xi, co, ky, kx, oy, ox = (a[ok] for a in (ci, yi, xi, co, ky, kx, oy, ox))
     src = (ci * h + yi) * w + xi
     tgt = (co * ho + oy) * wo + ox
-    wt = weight[co, 0 if depthwise else ci, ky, kx]
+    wt = weight[co, ci % per_in, ky, kx]
     return src, tgt, wt
 
 
@@ -56,11 +59,11 @@ def layer_table(
         return src, np.tile(np.arange(n_out), n_in), w.T.reshape(-1)
     if isinstance(layer, Conv2d):
         w = layer.weight.detach().double().cpu().numpy()
-        return conv_table(w, in_shape, layer.stride, layer.padding, depthwise=False)
+        return conv_table(w, in_shape, layer.stride, layer.padding, layer.groups)
     if isinstance(layer, (AvgPool2d, MaxPool2d)):
         kh, kw = layer.kernel_size
         w = np.full((in_shape[0], 1, kh, kw), 1.0 / (kh * kw))
-        return conv_table(w, in_shape, layer.stride, layer.padding, depthwise=True)
+        return conv_table(w, in_shape, layer.stride, layer.padding, groups=in_shape[0])
     raise ValueError(
         f"layer {name!r} ({type(layer).__name__}) is not supported by the sigma-delta "
         f"simulator; supported: {SUPPORTED_LAYERS}"

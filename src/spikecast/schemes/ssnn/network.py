@@ -94,7 +94,7 @@ def _dense(name: str, layer, in_shape, out_shape) -> DenseLayer:
         )
     basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *in_shape)
     if isinstance(layer, Conv2d):
-        conv = Conv2d(layer.weight.double(), None, layer.stride, layer.padding)
+        conv = Conv2d(layer.weight.double(), None, layer.stride, layer.padding, layer.groups)
         w = conv.forward(basis).reshape(n_in, n_out).T.contiguous()
         bias = torch.zeros(out_shape, dtype=torch.float64)
         if layer.bias is not None:

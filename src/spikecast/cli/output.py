@@ -1,0 +1,23 @@
+"""The console every command prints through: the terminal's width on a terminal; when the
+output is piped or redirected, ``$COLUMNS`` if set, else wide enough that the tables fit
+(rich wraps a cell's text rather than cutting it beyond that)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+
+PIPED_WIDTH = 120
+
+
+def piped_width() -> int:
+    """``$COLUMNS`` when it is a positive integer, else :data:`PIPED_WIDTH`."""
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else PIPED_WIDTH
+
+
+def make_console() -> Console:
+    """A rich console sized for a terminal or for piped output (see the module docstring)."""
+    return Console(width=None if sys.stdout.isatty() else piped_width())
