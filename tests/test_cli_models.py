@@ -195,3 +195,10 @@ def test_compare_own_model_exits_non_zero_when_a_scheme_fails(tmp_path):
                               "--fidelity-samples", "4", "-p", "rate.steps=4",
                               "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["compare", str(weights), "--model-class",
+                              f"{tmp_path / 'resnet.py'}:Res", "--dataset", "digits",
+                              "--limit", "10", "--calib-samples", "50", "--fidelity-samples",
+                              "4", "-p", "rate.steps=4",
+                              "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output  # every scheme by default: ssnn skipped
+    assert "ssnn skipped: layers" in " ".join(res.output.split())

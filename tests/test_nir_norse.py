@@ -106,17 +106,20 @@ def test_subtract_approximation_is_reset_to_zero_in_norse():
     assert not torch.equal(subtract.simulate(x).counts[0], theirs[0])
 
 
-def test_flatten_start_dim_zero_is_per_sample_in_norse():
-    """NIR shapes exclude the batch, so the export writes Flatten(start_dim=0); nirtorch
-    (2.6) maps it to torch.nn.Flatten(0, -1), which would flatten a batch too, so norse is
-    run one sample at a time."""
+def test_negative_dim_flatten_is_per_sample_in_norse_batched_or_not():
+    """NIR shapes exclude the batch; nirtorch (2.6) hands start_dim/end_dim to
+    torch.nn.Flatten on batched tensors, so Flatten(start_dim=0) flattened the batch too.
+    The export writes Flatten(start_dim=-3, end_dim=-1): one batch of 2 or one sample at a
+    time, the same counts."""
     g = torch.Generator().manual_seed(5)
     net = Network((Flatten(), Linear(torch.rand(3, 4, generator=g) * 0.4)),
                   ("flat", "fc"), (1, 2, 2))
     model = _model(net, 20, reset="zero")
     x = torch.rand(2, 1, 2, 2, generator=g)
     graph = export_nir(model)
+    assert graph.nodes["flat"].start_dim == -3
     ours = model.simulate(x).counts[0]
     assert ours.sum() > 5
+    assert torch.equal(_norse_counts(graph, x, 20, ("fc_if",))[0], ours)
     for i in range(2):
         assert torch.equal(_norse_counts(graph, x[i], 20, ("fc_if",))[0], ours[i])

@@ -70,3 +70,21 @@ def test_training_logs_every_n_epochs_plus_the_last(capsys):
     train_model("wine-fc", "wine", epochs=7, log_every=3, lr=0.01, batch_size=64)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
     assert [ln.split(":")[0] for ln in lines] == ["epoch 3/7", "epoch 6/7", "epoch 7/7"]
+
+
+def test_piped_console_is_wide_and_keeps_messages_on_one_line(monkeypatch):
+    from spikecast.cli import output
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert output.piped_width() == output.PIPED_WIDTH
+    monkeypatch.setenv("COLUMNS", "200")
+    assert output.piped_width() == 200
+    monkeypatch.setenv("COLUMNS", "wide")
+    assert output.piped_width() == output.PIPED_WIDTH
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal
+    console = output.make_console()
+    assert console.width == output.PIPED_WIDTH
+    with console.capture() as cap:
+        console.print("word " * 60)
+    assert len(cap.get().strip().splitlines()) == 1

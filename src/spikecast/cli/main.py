@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,12 +115,16 @@ def train(
     seed: Seed = 0,
     log_every: Annotated[int | None, typer.Option(
         min=1, help="Epochs between log lines (default: a tenth of the run).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Train on the first N training samples only (a quick run).")] = None,
 ) -> None:
     """Train a reference architecture and save it as .safetensors plus a JSON sidecar
     (one progress bar, or plain progress lines when the output is not a terminal)."""
     try:
         a = get_architecture(arch)
         data = load_dataset(dataset or a.dataset, data_dir, seed=seed)
+        if limit is not None:
+            data = replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])
         trained = train_model(
             arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True,
             log_every=log_every,

@@ -16,10 +16,6 @@ DIALECT_HELP = (
     "spikecast), 'snntorch' (leak-free LIF nodes: snnTorch 1.0 cannot run IF nodes) or "
     "'sinabs' (IF nodes read as reset by subtraction; also loads with nir <= 1.0.4)."
 )
-EXACT_HINT = (
-    "for an exact file: convert with -p reset={reset} for dialect {dialect!r}"
-    "{sinabs}, or remove the max-pools"
-)
 
 
 def export_nir_command(
@@ -60,10 +56,15 @@ def export_nir_command(
     changes = load_meta(graph, "graph")["approximations"]
     for change in changes:
         console.print(f"approximated: {change}")
-    if changes:
+    hints = []
+    if any(change.startswith("reset") for change in changes):
         reset = convention(target).reset.value
-        sinabs = " (or --dialect sinabs, which resets by subtraction)" if reset == "zero" else ""
-        console.print(EXACT_HINT.format(reset=reset, dialect=target.value, sinabs=sinabs))
+        other = " (or use --dialect sinabs, which resets by subtraction)" if reset == "zero" else ""
+        hints.append(f"convert with -p reset={reset} for dialect {target.value!r}{other}")
+    if any("MaxPool2d" in change for change in changes):
+        hints.append("replace the max-pools by average pools")
+    if hints:
+        console.print("for an exact file: " + "; ".join(hints))
 
 
 def register(app: typer.Typer) -> None:

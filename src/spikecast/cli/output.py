@@ -1,6 +1,7 @@
 """The console every command prints through: the terminal's width on a terminal; when the
 output is piped or redirected, ``$COLUMNS`` if set, else wide enough that the tables fit
-(rich wraps a cell's text rather than cutting it beyond that)."""
+(rich wraps a cell's text at spaces beyond that), and messages are never broken into
+several lines (a log line stays one line for grep)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,6 @@ def piped_width() -> int:
 
 def make_console() -> Console:
     """A rich console sized for a terminal or for piped output (see the module docstring)."""
-    return Console(width=None if sys.stdout.isatty() else piped_width())
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=piped_width(), soft_wrap=True)

@@ -72,9 +72,9 @@ def register(app: typer.Typer) -> None:
                  "--model-class.")],
         dataset: Annotated[str | None, typer.Option(
             help="wine, digits, mnist, idx:FOLDER or .npz (default: the model's).")] = None,
-        schemes: Annotated[str, typer.Option(
-            help=f"Comma-separated schemes among {', '.join(scheme_names())}.")
-                           ] = ",".join(scheme_names()),
+        schemes: Annotated[str | None, typer.Option(
+            help=f"Comma-separated schemes among {', '.join(scheme_names())} (default: every "
+                 "registered scheme).")] = None,
         out: Annotated[Path, typer.Option(help="Folder for results.json and report.html.")
                        ] = Path("spikecast-compare"),
         param: Annotated[list[str] | None, typer.Option(
@@ -93,16 +93,18 @@ def register(app: typer.Typer) -> None:
         model_kwargs: ModelKwargsOpt = None,
     ) -> None:
         """Run the ANN and each scheme on the same samples; write results.json and
-        report.html into OUT. Exits with status 1 when a requested scheme failed (its
-        error is in the table and in results.json); skipped schemes (outside their scope)
-        do not count as failures."""
+        report.html into OUT. Exits with status 1 when a scheme failed (its error is
+        printed and in results.json); a scheme whose scope excludes the model (e.g. the SSNN
+        circuit on a branched network) is listed as skipped with the reason and is no
+        failure."""
         from spikecast.datasets.loaders import load_dataset
         from spikecast.energy.presets import all_presets
         from spikecast.report.compare import CompareConfig, compare
         from spikecast.report.html import save_comparison
 
         try:
-            names = tuple(s.strip() for s in schemes.split(",") if s.strip())
+            requested = schemes if schemes is not None else ",".join(scheme_names())
+            names = tuple(s.strip() for s in requested.split(",") if s.strip())
             module, meta = load_module(model, model_class, model_kwargs)
             if dataset is None and "dataset" not in meta:
                 raise ValueError(f"{model}: your own model does not name its dataset; "
@@ -120,9 +122,11 @@ def register(app: typer.Typer) -> None:
         json_path, html_path = save_comparison(results, out)
         console.print(summary_table(results))
         console.print(f"wrote {json_path} and {html_path}")
+        for name, message in results.get("skipped", {}).items():
+            console.print(f"{name} skipped: {message}", highlight=False, soft_wrap=True)
         failed = results.get("failed", {})
         for name, message in failed.items():
-            console.print(f"{name} failed: {message}", highlight=False)
+            console.print(f"{name} failed: {message}", highlight=False, soft_wrap=True)
         if failed:
             console.print(f"[red]error:[/red] {len(failed)} of {len(names)} schemes failed: "
                           f"{', '.join(failed)}")
