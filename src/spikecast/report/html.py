@@ -54,11 +54,14 @@ def scheme_table(results: Results) -> str:
     """The scheme table: accuracy, latency, spikes, operations and energy per preset."""
     presets = list(results.get("energy_presets", {}))
     ann = results["ann"]
-    head = ["model", "accuracy %", "Δ vs ANN (pts)", "latency (mean)", "acc. @ 50% window",
+    head = ["model", "readout", "accuracy %", "Δ vs ANN (pts)",
+            "spike-count accuracy % (ties wrong)", "tied %", "latency (mean)",
+            "acc. @ 50% window",
             "spikes / neuron", "activation sparsity %", "effective ACs", "effective MACs",
             "ops / ANN eff. MACs"] + [f"energy {p} (SNN / ANN)" for p in presets]
     rows = [[
-        "ANN", _pct(ann["accuracy"]), "", "", "", "", _pct(ann["activation_sparsity"]),
+        "ANN", "argmax", _pct(ann["accuracy"]), "", "", "", "", "", "",
+        _pct(ann["activation_sparsity"]),
         _num(ann["effective_acs"]), _num(ann["effective_macs"]), "1",
     ] + [_energy(ann["energy_J"].get(p)) for p in presets]]
     for name, e in results["schemes"].items():
@@ -66,7 +69,9 @@ def scheme_table(results: Results) -> str:
         ops = e["effective_acs"] + e["effective_macs"]
         ratio = ops / ann["effective_macs"] if ann["effective_macs"] else None
         rows.append([
-            name, _pct(e["accuracy"]), f"{100 * (e['accuracy'] - ann['accuracy']):+.2f}",
+            name, e["readout"], _pct(e["accuracy"]),
+            f"{100 * (e['accuracy'] - ann['accuracy']):+.2f}", _pct(e["accuracy_spike_count"]),
+            _pct(e["tied_fraction"]),
             f"{_num(lat['mean'], '{:.3g}')} {lat['unit'] or ''}",
             _pct(lat["accuracy_at"].get("0.5")), f"{e['spikes_per_neuron']:.3f}",
             _pct(e["activation_sparsity"]), _num(e["effective_acs"]),
