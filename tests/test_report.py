@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 import spikecast.report.compare as compare_module
+from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.report import parse_scheme_params, register
 from spikecast.datasets.loaders import Dataset
 from spikecast.ir.graph import Linear, Network, ReLU
@@ -112,8 +113,8 @@ class BrokenRecipe(FakeRecipe):
 
 @pytest.fixture
 def fake_results(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setitem(RECIPES, "fake", "tests:FakeRecipe")
-    monkeypatch.setitem(RECIPES, "broken", "tests:BrokenRecipe")
+    monkeypatch.setitem(RECIPES, "fake", f"{__name__}:FakeRecipe")
+    monkeypatch.setitem(RECIPES, "broken", f"{__name__}:BrokenRecipe")
     recipes = {"fake": FakeRecipe, "broken": BrokenRecipe}
     monkeypatch.setattr(compare_module, "get_recipe", lambda name, **p: recipes[name]())
     return compare(_net(), _data(), CompareConfig(schemes=("fake", "broken")), "toy-net")
@@ -146,7 +147,7 @@ def test_fake_scheme_entry_golden(fake_results: dict[str, Any]) -> None:
 
 
 def test_scheme_without_protocols_still_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(RECIPES, "plain", "tests:PlainRecipe")
+    monkeypatch.setitem(RECIPES, "plain", f"{__name__}:PlainRecipe")
     monkeypatch.setattr(compare_module, "get_recipe", lambda name, **p: PlainRecipe())
     results = compare(_net(), _data(), CompareConfig(schemes=("plain",)))
     entry = results["schemes"]["plain"]
@@ -208,14 +209,14 @@ def test_html_is_self_contained_with_every_figure(fake_results: dict[str, Any]) 
 def test_report_command_rerenders(fake_results: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps(fake_results))
-    app = typer.Typer()
+    app = typer.Typer(cls=SpikecastGroup)
     register(app)
     out = CliRunner().invoke(app, ["report", str(path)])
     assert out.exit_code == 0, out.output
     _check_html((tmp_path / "report.html").read_text(), 1)
     bad = tmp_path / "plain.json"
     bad.write_text(json.dumps({"dataset": "x"}))
-    with pytest.raises(ValueError, match="not an extended results file"):
+    with pytest.raises(ValueError, match=r"extended results file.*field 'n_samples' is missing"):
         load_results(bad)
     assert CliRunner().invoke(app, ["report", str(bad)]).exit_code == 2
 

@@ -8,12 +8,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.sigma_delta import register, table
 from spikecast.papers.sigma_delta_yousefzadeh.reproduce import PAPER
 
 
 def make_app():
-    app, reproduce_app = typer.Typer(), typer.Typer()
+    app, reproduce_app = typer.Typer(cls=SpikecastGroup), typer.Typer()
     app.add_typer(reproduce_app, name="reproduce")
     register(app, reproduce_app)
     return app

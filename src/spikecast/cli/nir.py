@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from spikecast.errors import SpikecastError
+from spikecast.io.atomic import atomic_write, check_output
+
 console = Console()
 
 
@@ -26,24 +29,20 @@ def export_nir_command(
     from spikecast.io.snnfile import load_converted
     from spikecast.schemes import get_recipe
 
+    check_output(out_nir, [snn_file])
     try:
         import nir
 
         from spikecast.io.nir import export_nir
         from spikecast.io.nir.mappers import load_meta
-
-        conv = load_converted(snn_file)
-        model = get_recipe(conv.scheme, **conv.params).replace(conv.normalized, conv.ann)
-        graph = export_nir(model, approximate)
-        out_nir.parent.mkdir(parents=True, exist_ok=True)
-        nir.write(out_nir, graph)
     except ImportError as exc:
-        console.print(f"[red]error:[/red] NIR export needs the nir package "
-                      f"(pip install 'spikecast[nir]'): {exc}")
-        raise typer.Exit(2) from exc
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise SpikecastError(
+            f"NIR export needs the nir package (pip install 'spikecast[nir]'): {exc}"
+        ) from exc
+    conv = load_converted(snn_file)
+    model = get_recipe(conv.scheme, **conv.params).replace(conv.normalized, conv.ann)
+    graph = export_nir(model, approximate)
+    atomic_write(out_nir, lambda tmp: nir.write(tmp, graph))
     console.print(f"exported {snn_file} -> {out_nir}")
     for change in load_meta(graph, "graph")["approximations"]:
         console.print(f"approximated: {change}")

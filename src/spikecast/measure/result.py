@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from spikecast.io.atomic import write_json
 
 if TYPE_CHECKING:
     from spikecast.measure.latency import PredictionTrace
@@ -111,10 +112,7 @@ class RunResults:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return write_json(path, self.to_dict())
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
 from spikecast.schemes.base import Recipe, SpikingModel, convert
+from spikecast.schemes.params import check_params
 
 RECIPES: dict[str, str] = {
     "rate": "spikecast.schemes.rate.recipe:RateRecipe",
@@ -24,15 +24,10 @@ def recipe_class(name: str) -> type[Recipe]:
 
 
 def get_recipe(name: str, **params: Any) -> Recipe:
-    """Instantiate the recipe ``name`` with ``params``; unknown keys raise ``ValueError``."""
+    """Instantiate the recipe ``name`` with ``params``; unknown keys and values of the wrong
+    type raise ``ValueError`` (:func:`~spikecast.schemes.params.check_params`)."""
     cls = recipe_class(name)
-    allowed = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-    unknown = sorted(set(params) - set(allowed)) if allowed else []
-    if unknown:
-        raise ValueError(
-            f"scheme {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters: {', '.join(allowed)}"
-        )
+    check_params(cls, name, params)
     return cls(**params)
 
 

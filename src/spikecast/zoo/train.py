@@ -18,6 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from spikecast.checks import require_seed
 from spikecast.choice import Choice
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.zoo.models import get_architecture
@@ -158,6 +159,7 @@ def train_model(
     ``torch.Generator`` seeded with ``seed``; initial weights use ``torch.manual_seed(seed)``.
     """
     _validate(epochs, lr, batch_size, weight_decay, max_shift, threads)
+    require_seed(seed)
     schedule = LRSchedule(schedule)
     arch = get_architecture(arch_name)
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset

@@ -42,6 +42,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from spikecast.io.atomic import atomic_write
 from spikecast.io.nir.mappers import EXPORTERS, ExportContext, dump_meta
 from spikecast.ir.graph import INPUT, Add, Network, ReLU, Stage
 from spikecast.schemes.base import SpikingModel
@@ -197,8 +198,5 @@ def export_nir(model: SpikingModel, approximate: bool = False) -> nir.NIRGraph:
 
 def write_nir(model: SpikingModel, path: str | Path, approximate: bool = False) -> Path:
     """Export ``model`` (see :func:`export_nir`) and write it with ``nir.write``."""
-    path = Path(path)
     graph = export_nir(model, approximate)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(path, graph)
-    return path
+    return atomic_write(path, lambda tmp: nir.write(tmp, graph))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from rich.progress import Progress
 
+from spikecast.checks import require_labels
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import SpikeCounter, ann_macs, layer_macs
 from spikecast.measure.latency import PredictionTrace
@@ -97,8 +98,7 @@ class RateModel(SpikingModel):
         current is constant over time). Under Poisson input the first layer's events
         are input spikes x fan-out.
         """
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+        require_labels(y, len(x), self.network.n_classes)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         steps = self.recipe.steps

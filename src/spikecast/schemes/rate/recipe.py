@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikecast.checks import require_seed
 from spikecast.choice import Choice
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import Normalized, data_based, model_based
@@ -64,8 +65,7 @@ class RateRecipe(Recipe):
             )
         if not 0 < float(self.percentile) <= 100:
             raise ValueError(f"rate recipe: percentile must be in (0, 100], got {self.percentile}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"rate recipe: seed must be an integer, got {self.seed!r}")
+        require_seed(self.seed, "rate recipe: seed")
         neuron = IFParams(self.threshold, self.reset)
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))

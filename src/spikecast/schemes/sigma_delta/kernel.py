@@ -26,15 +26,28 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from spikecast.errors import SpikecastError
+
 RULE_PAPER = 0
 RULE_EXACT = 1
 _POPULATION = 1
 _STACK = 4096
+MAX_FIRE = 2**24
+"""The most spikes one update may fire (EXACT rule, 16,777,216). More means |f(v) - V_q| /
+theta beyond what a frame can be simulated with (every spike is one queued event), and past
+2**63 the signed count would overflow (weights of 1e30 gave negative spike counts): the
+simulators (this kernel and ``neuron.fire_count``) refuse it with :data:`FIRE_LIMIT_MESSAGE`."""
+FIRE_LIMIT_MESSAGE = (
+    "sigma-delta: one update would fire more than 2**24 spikes from one neuron "
+    "(|f(v) - V_q| / theta too large): the model's weights or biases are too large for its "
+    "quantization levels theta; raise theta or rescale the model"
+)
 
 
 @njit(cache=True)
 def fire_count(v, count, theta, relu, rule):  # pragma: no cover - compiled
-    """Signed spikes for d = f(v) - count * theta (same arithmetic as ``neuron.fire_count``)."""
+    """Signed spikes for d = f(v) - count * theta (same arithmetic and limit as
+    ``neuron.fire_count``)."""
     act = v
     if relu and act < 0.0:
         act = 0.0
@@ -42,11 +55,17 @@ def fire_count(v, count, theta, relu, rule):  # pragma: no cover - compiled
     if d >= theta:
         if rule == RULE_PAPER:
             return 1
-        return np.int64(np.floor(d / theta))
+        n = np.floor(d / theta)
+        if n >= MAX_FIRE:
+            raise SpikecastError(FIRE_LIMIT_MESSAGE)
+        return np.int64(n)
     if d <= -theta:
         if rule == RULE_PAPER:
             return -1
-        return -np.int64(np.floor(-d / theta))
+        n = np.floor(-d / theta)
+        if n >= MAX_FIRE:
+            raise SpikecastError(FIRE_LIMIT_MESSAGE)
+        return -np.int64(n)
     return 0
 
 

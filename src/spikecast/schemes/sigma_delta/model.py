@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from spikecast.checks import require_labels
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs, layer_macs
 from spikecast.measure.latency import PredictionTrace
@@ -97,8 +98,7 @@ class SigmaDeltaModel(SpikingModel):
         self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
     ) -> SchemeResult:
         """Accuracy at every time point, spikes, synaptic updates; see module docstring."""
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+        require_labels(y, len(x), self.network.n_classes)
         rec = self.simulate(x, batch_size=batch_size, progress=progress)
         return self.result(rec, y)
 

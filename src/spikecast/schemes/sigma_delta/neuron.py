@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from spikecast.choice import Choice
+from spikecast.errors import SpikecastError
+from spikecast.schemes.sigma_delta.kernel import FIRE_LIMIT_MESSAGE, MAX_FIRE
 
 
 class FiringRule(Choice):
@@ -76,8 +78,10 @@ def fire_count(v: torch.Tensor, count: torch.Tensor, p: NeuronParams) -> torch.T
     down = d <= -p.theta
     if p.rule is FiringRule.PAPER:
         return up.to(v.dtype) - down.to(v.dtype)
-    n = torch.floor(d.abs() / p.theta)
-    return torch.where(up, n, torch.where(down, -n, torch.zeros_like(n)))
+    n = torch.where(up | down, torch.floor(d.abs() / p.theta), torch.zeros_like(d))
+    if n.numel() and float(n.max()) >= MAX_FIRE:
+        raise SpikecastError(FIRE_LIMIT_MESSAGE)
+    return torch.where(up, n, -n)
 
 
 def step(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from rich.progress import track
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_labels, require_unit_interval
 from spikecast.energy.circuit import CircuitEnergyModel, get_energy_model, network_counts
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import SpikeCounter, ann_macs
@@ -72,7 +72,7 @@ class SSNNModel(SpikingModel):
 
     def simulate(self, x: torch.Tensor) -> EventResult:
         """Run the chosen simulator on inputs ``x`` in [0, 1]."""
-        require_finite(x)
+        require_unit_interval(x)
         if math.prod(x.shape[1:]) != self.circuit.n_inputs:
             raise ValueError(
                 f"inputs have {math.prod(x.shape[1:])} values per sample, the circuit "
@@ -94,8 +94,7 @@ class SSNNModel(SpikingModel):
         self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
     ) -> SchemeResult:
         """Accuracy at the end of the window and at every checkpoint, spikes, energy."""
-        if len(x) != len(y):
-            raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+        require_labels(y, len(x), self.ann.n_classes)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         counter = SpikeCounter(self.ann)
