@@ -1,11 +1,11 @@
 """The sigma-delta typer commands, on a local app (the lead wires ``register``)."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import typer
+from mnist_data import FULL_MNIST, requires_full_mnist
 from typer.testing import CliRunner
 
 from spikecast.cli.entry import SpikecastGroup
@@ -44,8 +44,9 @@ def test_table_puts_paper_numbers_beside_ours():
 
 
 @pytest.mark.slow
+@requires_full_mnist
 def test_reproduce_small_run_writes_json(tmp_path: Path):
-    data_dir = os.environ.get("SPIKECAST_DATA", "/work/shared/data/mnist")
+    data_dir = str(FULL_MNIST)
     out = tmp_path / "report.json"
     result = CliRunner().invoke(make_app(), [
         "reproduce", "sigma-delta-mnist", "--limit", "20", "--no-rate", "--theta", "1.0",
