@@ -1,4 +1,4 @@
-"""Checks of what enters spikecast: inputs, labels, weights, counts and seeds.
+"""Checks of what enters spikecast: inputs, labels, weights and seeds.
 
 Each raises :class:`~spikecast.errors.SpikecastError` naming what is wrong and what is
 allowed. They run where data enters (a simulator's input, a model's capture, a file's
@@ -66,13 +66,6 @@ def require_finite_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> N
                 f"{where}: tensor {name!r} holds {n_bad} NaN or infinite value(s) of "
                 f"{t.numel()}; spikecast needs finite weights and biases"
             )
-
-
-def require_count(value: int, what: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer >= ``minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpikecastError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def require_seed(value: int, what: str = "seed") -> int:

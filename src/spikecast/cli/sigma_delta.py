@@ -111,7 +111,8 @@ def reproduce_sigma_delta_mnist(
 ) -> None:
     """Table I of the sigma-delta paper: ANN, Q-ANN and event-driven SNN at theta 1.0 and
     2.0, and the rate-coded baseline at 25 and 15 steps, on the MNIST test set."""
-    inputs = [Path(model)] if model.endswith(".safetensors") else []
+    inputs = [Path(model), Path(model).with_suffix(".json")] if model.endswith(
+        ".safetensors") else []
     if json_file is not None:
         check_output(json_file, inputs)
     if out is not None:
