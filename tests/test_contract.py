@@ -78,7 +78,7 @@ def test_bad_parameters_and_inputs_are_refused(scheme: str) -> None:
     with pytest.raises(ValueError, match=f"scheme '{scheme}' has no parameter 'bogus'"):
         spikecast.convert(_mlp(), scheme, calib_x=_data()[0], bogus=1)
     snn = spikecast.convert(_mlp(), scheme, calib_x=_data()[0])
-    with pytest.raises(ValueError, match="nothing to evaluate"):
+    with pytest.raises(ValueError, match="no samples to evaluate"):
         snn.evaluate(torch.zeros(0, 6), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match="3 inputs but 2 labels"):
         snn.evaluate(torch.rand(3, 6), torch.zeros(2, dtype=torch.long))

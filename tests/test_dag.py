@@ -306,10 +306,10 @@ def test_maxpool_after_a_weighted_add_of_spike_trains_is_refused() -> None:
 
 def test_negative_inputs_are_refused() -> None:
     net = Network((Linear(torch.ones(1, 1)),), ("fc",), (1,))
-    with pytest.raises(ValueError, match=r"calibration inputs reach -0\.5"):
+    with pytest.raises(ValueError, match=r"calibration inputs range over \[-0\.5, 1\]"):
         convert(net, get_recipe("rate"), calib_x=torch.tensor([[-0.5], [1.0]]))
     recipe = RateRecipe(normalization="none", steps=2)
-    with pytest.raises(ValueError, match="inputs reach -1"):
+    with pytest.raises(ValueError, match=r"inputs range over \[-1, -1\]"):
         recipe.build(net, recipe.calibrate(net, None)).simulate(torch.tensor([[-1.0]]))
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
-import os
 import struct
 import urllib.error
 import urllib.request
@@ -16,22 +14,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mnist_data import MNIST_MINI, load_mnist, requires_full_mnist
 
 from spikecast.datasets.idx import IDX_FILES, parse_idx_images, parse_idx_labels
 from spikecast.datasets.loaders import DATASET_NAMES, MNIST_MD5, DataError, Dataset, load_dataset
-
-if not os.environ.get("SPIKECAST_DATA"):
-    os.environ["SPIKECAST_DATA"] = str(
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    )
-MNIST_DIR = Path(os.environ["SPIKECAST_DATA"])
-
-
-def _real_mnist_file(stem: str) -> Path:
-    for folder in (MNIST_DIR, MNIST_DIR / "mnist"):
-        if (folder / f"{stem}.gz").is_file():
-            return folder / f"{stem}.gz"
-    raise FileNotFoundError(f"{stem}.gz not under {MNIST_DIR}")
 
 
 def _idx_images(images: np.ndarray, magic: int = 2051) -> bytes:
@@ -74,11 +60,6 @@ def _tiny_idx_files(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
             strict=True,
         )
     )
-
-
-@pytest.fixture(scope="module")
-def mnist() -> Dataset:
-    return load_dataset("mnist")
 
 
 @pytest.fixture
@@ -129,7 +110,9 @@ def test_digits_split_is_stratified_and_seeded() -> None:
     assert not torch.equal(other.x_test, ds.x_test)
 
 
-def test_mnist(mnist: Dataset) -> None:
+@requires_full_mnist
+def test_mnist() -> None:
+    mnist = load_mnist("full")
     _check_tensors(mnist)
     assert (len(mnist.x_train), len(mnist.x_test)) == (60000, 10000)
     assert mnist.sample_shape == (1, 28, 28) and mnist.n_classes == 10
@@ -208,19 +191,33 @@ def test_idx_missing_file(tmp_path: Path) -> None:
         load_dataset(f"idx:{tmp_path / 'nowhere'}")
 
 
+def test_mnist_mini_subset() -> None:
+    ds = load_mnist("mini")
+    _check_tensors(ds)
+    assert (len(ds.x_train), len(ds.x_test)) == (300, 200)
+    assert ds.sample_shape == (1, 28, 28) and ds.n_classes == 10
+    assert ds.y_test[0] == 7 and ds.y_train[0] == 5  # the official files' first labels
+    assert set(ds.y_train.tolist()) == set(range(10))
+
+
 def test_mnist_md5_mismatch(tmp_path: Path) -> None:
+    """Files under the official names whose digest is not the official one are refused
+    (the subset's files are such files)."""
     for stem in IDX_FILES:
-        (tmp_path / f"{stem}.gz").symlink_to(_real_mnist_file(stem))
-    bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
-    data = bytearray(bad.read_bytes())
-    data[100] ^= 0xFF
-    bad.unlink()
-    bad.write_bytes(bytes(data))
-    actual = hashlib.md5(bytes(data)).hexdigest()
+        (tmp_path / f"{stem}.gz").symlink_to(MNIST_MINI / f"{stem}.gz")
     with pytest.raises(DataError) as err:
         load_dataset("mnist", data_dir=tmp_path)
     msg = str(err.value)
-    assert str(bad) in msg and MNIST_MD5["t10k-labels-idx1-ubyte"] in msg and actual in msg
+    first = IDX_FILES[0]
+    actual = hashlib.md5((MNIST_MINI / f"{first}.gz").read_bytes()).hexdigest()
+    assert str(tmp_path / f"{first}.gz") in msg and MNIST_MD5[first] in msg and actual in msg
+
+
+def test_a_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DataError, match=r"data_dir .*afile: is a file"):
+        load_dataset("mnist", data_dir=afile)
 
 
 def _npz(tmp_path: Path, **overrides: np.ndarray | None) -> Path:
@@ -302,7 +299,7 @@ def test_mnist_missing_no_download(tmp_path: Path, no_data: Path) -> None:
 
 
 def test_mnist_offline(tmp_path: Path, no_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(url: str, *args: object, **kwargs: object) -> io.BytesIO:
+    def offline(url: str, *args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
@@ -312,38 +309,3 @@ def test_mnist_offline(tmp_path: Path, no_data: Path, monkeypatch: pytest.Monkey
     _assert_not_found(msg, [tmp_path / "empty", no_data])
     assert "network is unreachable" in msg
     assert not [p for p in no_data.iterdir() if p.is_file()]
-
-
-def _serve(monkeypatch: pytest.MonkeyPatch, corrupt: bool = False) -> list[str]:
-    """Serve the real shared MNIST .gz files from memory; returns the requested URLs."""
-    files = {f"{stem}.gz": _real_mnist_file(stem).read_bytes() for stem in IDX_FILES}
-    requested: list[str] = []
-
-    def fake_urlopen(url: str, *args: object, **kwargs: object) -> io.BytesIO:
-        requested.append(url)
-        data = bytearray(files[url.rsplit("/", 1)[1]])
-        if corrupt:
-            data[-1] ^= 0xFF
-        return io.BytesIO(bytes(data))
-
-    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    return requested
-
-
-def test_mnist_download(no_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    requested = _serve(monkeypatch)
-    ds = load_dataset("mnist")
-    assert (len(ds.x_train), len(ds.x_test)) == (60000, 10000) and ds.y_test[0] == 7
-    assert len(requested) == 4 and requested[0].startswith("https://")
-    assert sorted(p.name for p in no_data.iterdir()) == sorted(f"{s}.gz" for s in IDX_FILES)
-    for stem in IDX_FILES:
-        assert hashlib.md5((no_data / f"{stem}.gz").read_bytes()).hexdigest() == MNIST_MD5[stem]
-
-
-def test_mnist_download_corrupt(no_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    requested = _serve(monkeypatch, corrupt=True)
-    with pytest.raises(DataError, match="md5 mismatch") as err:
-        load_dataset("mnist")
-    assert MNIST_MD5[IDX_FILES[0]] in str(err.value)
-    assert len(requested) == 2  # every mirror tried once for the first file, then gave up
-    assert list(no_data.iterdir()) == []

@@ -86,7 +86,7 @@ def test_step_is_pure() -> None:
     assert state.v.item() == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("theta", [0.0, -1.0, float("nan")])
+@pytest.mark.parametrize("theta", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_threshold_raises(theta: float) -> None:
     with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
         IFParams(theta)

@@ -131,8 +131,24 @@ def test_dag_with_bad_sources_is_refused(converted_dag) -> None:
     path, snn = converted_dag
     good = [list(src) for src in snn.ann.sources]
     _rewrite_meta(path, lambda m, t: m.update(sources=good[:-1]))
-    with pytest.raises(ValueError, match="'sources' must list the inputs"):
+    with pytest.raises(ValueError, match="field 'sources' has 9 entries for 10 layers"):
         load_converted(path)
     _rewrite_meta(path, lambda m, t: m.update(sources=[[5], *good[1:]]))
     with pytest.raises(ValueError, match=r"layer graph is inconsistent.*earlier layers"):
+        load_converted(path)
+
+
+@pytest.mark.parametrize("bad", [[-1.0], [float("nan")], [0.0], []])
+def test_non_positive_calibration_values_are_refused(converted, bad) -> None:
+    path, snn = converted
+    n = len(snn.calibration.scales)
+    _rewrite_meta(path, lambda m, t: m.update(calibration={"scales": (bad * n)[:n] or []}))
+    with pytest.raises(ValueError, match="scales must be finite numbers > 0"):
+        load_network(path)
+
+
+def test_version_3_file_needs_its_calibration(converted) -> None:
+    path, _ = converted
+    _rewrite_meta(path, lambda m, t: m.pop("calibration"))
+    with pytest.raises(ValueError, match="field 'calibration' is missing"):
         load_converted(path)

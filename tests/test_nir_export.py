@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 nir = pytest.importorskip("nir")
 
+from spikecast.cli.entry import SpikecastGroup  # noqa: E402
 from spikecast.cli.nir import register  # noqa: E402
 from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
 from spikecast.io.nir.dialect import convention  # noqa: E402
@@ -187,7 +188,7 @@ def test_cli_export_nir(tmp_path: Path):
     snn = tmp_path / "m.spikecast"
     params = get_recipe("rate", reset="zero", normalization="none").params()
     convert(net, RateRecipe(**params)).save(snn)
-    app = typer.Typer()
+    app = typer.Typer(cls=SpikecastGroup)
     register(app)
     app.command("noop")(lambda: None)  # a second command keeps export-nir a subcommand
     runner = CliRunner()
@@ -250,7 +251,7 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "nir", None)  # import nir -> ImportError
     cli = importlib.import_module("spikecast.cli.nir")
-    app = typer.Typer()
+    app = typer.Typer(cls=SpikecastGroup)
     cli.register(app)
     app.command("noop")(lambda: None)
     net = _fc()

@@ -3,16 +3,15 @@ graphs with hand-computed counts, a NIR-semantics oracle, and refusals."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mnist_data import load_mnist
 
 nir = pytest.importorskip("nir")
 
-from spikecast.datasets.loaders import load_dataset  # noqa: E402
 from spikecast.io.nir import export_nir, read_nir, write_nir  # noqa: E402
 from spikecast.ir.graph import (  # noqa: E402
     AvgPool2d,
@@ -28,9 +27,6 @@ from spikecast.schemes import convert, get_recipe  # noqa: E402
 from spikecast.schemes.rate import RateModel, RateRecipe  # noqa: E402
 from spikecast.zoo.pretrained import load_pretrained  # noqa: E402
 
-MNIST_DIR = Path(
-    os.environ.get("SPIKECAST_DATA") or Path(__file__).resolve().parents[2] / "shared/data/mnist"
-)
 F32 = np.float32
 
 
@@ -90,7 +86,7 @@ def _same_counts(a: RateModel, b: RateModel, x: torch.Tensor) -> None:
 
 @pytest.fixture(scope="module")
 def mnist():
-    return load_dataset("mnist", MNIST_DIR)
+    return load_mnist("mini")
 
 
 def _pretrained(name: str, mnist, **params) -> RateModel:

@@ -17,6 +17,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.report import parse_scheme_params
 from spikecast.cli.report import register as register_report
 from spikecast.datasets.loaders import Dataset
@@ -228,14 +229,14 @@ def test_html_is_self_contained_with_every_figure(fake_results: dict[str, Any]) 
 def test_report_command_rerenders(fake_results: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps(fake_results))
-    app = typer.Typer()
+    app = typer.Typer(cls=SpikecastGroup)
     register_report(app)
     out = CliRunner().invoke(app, ["report", str(path)])
     assert out.exit_code == 0, out.output
     _check_html((tmp_path / "report.html").read_text(), 1)
     bad = tmp_path / "plain.json"
     bad.write_text(json.dumps({"dataset": "x"}))
-    with pytest.raises(ValueError, match="not an extended results file"):
+    with pytest.raises(ValueError, match=r"extended results file.*field 'n_samples' is missing"):
         load_results(bad)
     assert CliRunner().invoke(app, ["report", str(bad)]).exit_code == 2
 

@@ -1,19 +1,20 @@
 """The sigma-delta typer commands, on a local app (the lead wires ``register``)."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import typer
+from mnist_data import FULL_MNIST, requires_full_mnist
 from typer.testing import CliRunner
 
+from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.sigma_delta import register, table
 from spikecast.papers.sigma_delta_yousefzadeh.reproduce import PAPER
 
 
 def make_app():
-    app, reproduce_app = typer.Typer(), typer.Typer()
+    app, reproduce_app = typer.Typer(cls=SpikecastGroup), typer.Typer()
     app.add_typer(reproduce_app, name="reproduce")
     register(app, reproduce_app)
     return app
@@ -43,8 +44,9 @@ def test_table_puts_paper_numbers_beside_ours():
 
 
 @pytest.mark.slow
+@requires_full_mnist
 def test_reproduce_small_run_writes_json(tmp_path: Path):
-    data_dir = os.environ.get("SPIKECAST_DATA", "/work/shared/data/mnist")
+    data_dir = str(FULL_MNIST)
     out = tmp_path / "report.json"
     result = CliRunner().invoke(make_app(), [
         "reproduce", "sigma-delta-mnist", "--limit", "20", "--no-rate", "--theta", "1.0",

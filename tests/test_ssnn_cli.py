@@ -6,12 +6,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.ssnn import parse_settings, parse_sweep_values, register
 
 
 @pytest.fixture(scope="module")
 def app():
-    main = typer.Typer()
+    main = typer.Typer(cls=SpikecastGroup)
     reproduce = typer.Typer()
     main.add_typer(reproduce, name="reproduce")
     register(main, reproduce)

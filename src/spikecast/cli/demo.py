@@ -12,6 +12,7 @@ from spikecast.report.plots import plot_accuracy_vs_time
 from spikecast.zoo.train import train_model
 
 DEMO_EPOCHS = 300
+DEMO_FILES = ("results.json", "report.html", "accuracy_vs_time.png")
 # Non-default parameters per scheme. Wine's activations are far below the sigma-delta
 # paper's theta = 1, so its quantization levels are calibrated per layer (20 % of each
 # layer's 99.9th activation percentile): 94 % at 0.8 spikes/neuron instead of 93 % at 5.8.

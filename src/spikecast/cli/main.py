@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,17 +10,22 @@ import torch
 import typer
 
 from spikecast import __version__
+from spikecast.checks import MAX_SEED, require_labels
+from spikecast.cli.entry import SpikecastGroup, set_global_options, show_progress
 from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, is_ann, load_module
 from spikecast.cli.output import make_console
+from spikecast.cli.values import parse_value
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.frontends.torch_fx import capture
-from spikecast.io.annfile import save_model
+from spikecast.io.annfile import check_model_output, save_model, sidecar_path
+from spikecast.io.atomic import check_output, check_output_dir
 from spikecast.io.snnfile import load_converted, model_from_file
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
 from spikecast.measure.result import RunResults, accuracy
 from spikecast.report.summary import results_table
-from spikecast.schemes import get_recipe, scheme_names
+from spikecast.schemes import Recipe, get_recipe, recipe_class, scheme_names
+from spikecast.schemes.params import with_seed
 from spikecast.zoo.models import ARCHITECTURES, get_architecture
 from spikecast.zoo.train import train_model
 
@@ -30,6 +34,7 @@ app = typer.Typer(
     "measure accuracy, latency, spikes, synaptic operations and energy.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=SpikecastGroup,
 )
 reproduce_app = typer.Typer(help="Reproduce the papers' tables.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")
@@ -39,7 +44,8 @@ DataDir = Annotated[
     Path | None,
     typer.Option(help="Folder with the MNIST IDX files (else $SPIKECAST_DATA, then the cache)."),
 ]
-Seed = Annotated[int, typer.Option(help="Seed for every random choice (training, sampling).")]
+Seed = Annotated[int, typer.Option(
+    min=0, max=MAX_SEED, help="Seed for every random choice (training, sampling, spike trains).")]
 Limit = Annotated[
     int | None, typer.Option(min=1, help="Evaluate on the first N test samples only.")
 ]
@@ -55,31 +61,28 @@ Params = Annotated[
 ]
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``["steps=25", "reset=zero"]`` -> ``{"steps": 25, "reset": "zero"}``.
 
-    Values are read as JSON where they parse, else kept as text."""
+    Values are read as strict JSON where they parse (``NaN`` and ``Infinity`` are refused),
+    else kept as text."""
     params: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--param expects KEY=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        params[key] = parse_value(value, item)
     return params
 
 
 @app.callback(invoke_without_command=True)
 def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show the traceback of an error, and log details.")] = False,
 ) -> None:
+    set_global_options(quiet, verbose)
     if version:
         console.print(f"spikecast {__version__}")
         raise typer.Exit()
@@ -94,12 +97,12 @@ def demo(
 ) -> None:
     """Train the Wine 13-30-3 ANN, convert it with every scheme, print ANN vs SNN and write
     results.json, report.html and accuracy_vs_time.png into OUT."""
-    from spikecast.cli.demo import run_demo
+    from spikecast.cli.demo import DEMO_FILES, run_demo
 
-    results = run_demo(out, seed=seed, limit=limit, progress=not quiet)
+    check_output_dir(out, DEMO_FILES)
+    results = run_demo(out, seed=seed, limit=limit, progress=show_progress() and not quiet)
     console.print(results_table(results))
-    written = ", ".join(str(out / f) for f in ("results.json", "report.html",
-                                               "accuracy_vs_time.png"))
+    written = ", ".join(str(out / f) for f in DEMO_FILES)
     console.print(f"wrote {written}")
 
 
@@ -109,9 +112,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Weights file to write (.safetensors).")],
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 128,
     seed: Seed = 0,
     log_every: Annotated[int | None, typer.Option(
         min=1, help="Epochs between log lines (default: a tenth of the run).")] = None,
@@ -120,22 +123,37 @@ def train(
 ) -> None:
     """Train a reference architecture and save it as .safetensors plus a JSON sidecar
     (one progress bar, or plain progress lines when the output is not a terminal)."""
-    try:
-        a = get_architecture(arch)
-        data = load_dataset(dataset or a.dataset, data_dir, seed=seed)
-        if limit is not None:
-            data = replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])
-        trained = train_model(
-            arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size, progress=True,
-            log_every=log_every,
-        )
-        save_model(trained, out, arch=arch, metadata={"dataset_spec": dataset or a.dataset})
-    except ValueError as exc:
-        _fail(str(exc))
+    a = get_architecture(arch)
+    check_model_output(out, _inputs(None, dataset))
+    data = load_dataset(dataset or a.dataset, data_dir, seed=seed)
+    if limit is not None:
+        data = replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])
+    trained = train_model(
+        arch, data, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size,
+        progress=show_progress(), log_every=log_every,
+    )
+    save_model(trained, out, arch=arch, metadata={"dataset_spec": dataset or a.dataset})
     console.print(
         f"{arch}: test accuracy {100 * trained.test_accuracy:.2f}% "
         f"(train {100 * trained.train_accuracy:.2f}%), saved to {out}"
     )
+
+
+def _inputs(model: Path | None, dataset: str | None) -> list[Path]:
+    """The files a command reads: the model (with its sidecar) and a dataset archive."""
+    files = []
+    if model is not None:
+        files.append(model)
+        if model.suffix == ".safetensors":
+            files.append(sidecar_path(model))
+    if dataset is not None and (dataset.startswith("npz:") or dataset.endswith(".npz")):
+        files.append(Path(dataset.removeprefix("npz:")).expanduser())
+    return files
+
+
+def _recipe(scheme: str, params: dict[str, Any], seed: int) -> Recipe:
+    """The recipe ``scheme`` with ``params``; ``seed`` seeds what they leave unseeded."""
+    return get_recipe(scheme, **with_seed(recipe_class(scheme), params, seed))
 
 
 def _calibration(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -184,19 +202,16 @@ def convert(
     seed: Seed = 0,
 ) -> None:
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
-    try:
-        net, data, meta = _load_ann(model, dataset, data_dir, seed, model_class, model_kwargs)
-        params = parse_params(param)
-        recipe = get_recipe(scheme, **params)
-        snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
-                                                                    seed)))
-        info = {
-            "source_model": str(model), "dataset": data.name, "calib_samples": calib_samples,
-            "split_seed": meta.get("seed", seed),
-        }
-        snn.save(out, info)
-    except ValueError as exc:
-        _fail(str(exc))
+    check_output(out, _inputs(model, dataset))
+    recipe = _recipe(scheme, parse_params(param), seed)
+    net, data, meta = _load_ann(model, dataset, data_dir, seed, model_class, model_kwargs)
+    snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
+                                                                seed)))
+    info = {
+        "source_model": str(model), "dataset": data.name, "calib_samples": calib_samples,
+        "split_seed": meta.get("seed", seed),
+    }
+    snn.save(out, info)
     console.print(f"converted {model} with scheme {scheme!r} -> {out}")
 
 
@@ -215,16 +230,15 @@ def evaluate(
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
     limit: Limit = None,
-    batch_size: Annotated[int, typer.Option(help="Samples simulated together.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples simulated together.")] = 256,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write results JSON.")] = None,
     seed: Seed = 0,
 ) -> None:
     """Evaluate a converted network (or an ANN, optionally converted on the fly) on a dataset."""
-    try:
-        run = _evaluate(path, scheme, parse_params(param), dataset, data_dir, limit, batch_size,
-                        seed, model_class, model_kwargs)
-    except ValueError as exc:
-        _fail(str(exc))
+    if json_out is not None:
+        check_output(json_out, _inputs(path, dataset))
+    run = _evaluate(path, scheme, parse_params(param), dataset, data_dir, limit, batch_size,
+                    seed, model_class, model_kwargs)
     console.print(results_table(run.to_dict()))
     if json_out is not None:
         console.print(f"wrote {run.save(json_out)}")
@@ -237,10 +251,10 @@ def _evaluate(
 ) -> RunResults:
     torch.manual_seed(seed)
     if is_ann(path, model_class):
+        recipe = None if scheme is None else _recipe(scheme, params, seed)
         ann, data, _ = _load_ann(path, dataset, data_dir, seed, model_class, model_kwargs)
         snn_name = scheme
-        if scheme is not None:
-            recipe = get_recipe(scheme, **params)
+        if recipe is not None:
             snn = recipe.build(ann, recipe.calibrate(ann, _calibration(data.x_train, 2000, seed)))
     elif path.suffix.lower() == ".nir":
         from spikecast.io.nir import read_nir
@@ -273,10 +287,12 @@ def _evaluate(
             f"has {data.sample_shape}"
         )
     x, y = data.x_test[:limit], data.y_test[:limit]
+    require_labels(y, len(x), ann.n_classes)
     with torch.no_grad():
         run = RunResults(data.name, accuracy(ann(x).argmax(1), y), ann_macs(ann), len(x))
     if snn_name is not None:
-        run.schemes[snn_name] = snn.evaluate(x, y, batch_size=batch_size, progress=True)
+        run.schemes[snn_name] = snn.evaluate(x, y, batch_size=batch_size,
+                                             progress=show_progress())
     return run
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from spikecast.cli.output import make_console
+from spikecast.errors import SpikecastError
+from spikecast.io.atomic import check_output
 
 console = make_console()
 
@@ -35,23 +37,21 @@ def export_nir_command(
     """Export a rate-coded converted network to NIR (one neuron node per population)."""
     from spikecast.io.snnfile import load_network
 
+    check_output(out_nir, [snn_file])
     try:
         from spikecast.io.nir import write_graph
         from spikecast.io.nir.dialect import NirDialect, convention
         from spikecast.io.nir.export import export_nir
         from spikecast.io.nir.meta import load_meta
 
-        target = NirDialect(dialect)
-        model = load_network(snn_file)
-        graph = export_nir(model, approximate, target)
-        write_graph(graph, out_nir)
     except ImportError as exc:
-        console.print(f"[red]error:[/red] NIR export needs the nir package "
-                      f"(pip install 'spikecast[nir]'): {exc}")
-        raise typer.Exit(2) from exc
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise SpikecastError(
+            f"NIR export needs the nir package (pip install 'spikecast[nir]'): {exc}"
+        ) from exc
+    target = NirDialect(dialect)
+    model = load_network(snn_file)
+    graph = export_nir(model, approximate, target)
+    write_graph(graph, out_nir)
     console.print(f"exported {snn_file} -> {out_nir} (dialect {target.value})")
     changes = load_meta(graph, "graph")["approximations"]
     for change in changes:

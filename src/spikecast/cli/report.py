@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from spikecast.checks import MAX_SEED
+from spikecast.cli.entry import show_progress
 from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, load_module
 from spikecast.cli.output import make_console
-from spikecast.schemes import scheme_names
+from spikecast.cli.values import parse_value
+from spikecast.io.atomic import check_output, check_output_dir
+from spikecast.schemes import recipe_class, scheme_names
+from spikecast.schemes.params import check_params
 
 console = make_console()
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def parse_scheme_params(items: list[str] | None, schemes: tuple[str, ...]
                         ) -> dict[str, dict[str, Any]]:
-    """``["rate.steps=25"]`` -> ``{"rate": {"steps": 25}}``; values parsed as JSON when
-    they parse, else kept as text."""
+    """``["rate.steps=25"]`` -> ``{"rate": {"steps": 25}}``; values parsed as strict JSON
+    when they parse, else kept as text, and checked against each scheme's parameters."""
     params: dict[str, dict[str, Any]] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -33,10 +31,9 @@ def parse_scheme_params(items: list[str] | None, schemes: tuple[str, ...]
             raise ValueError(f"--param expects SCHEME.KEY=VALUE, got {item!r}")
         if scheme not in schemes:
             raise ValueError(f"--param {item!r}: scheme {scheme!r} is not among {schemes}")
-        try:
-            params.setdefault(scheme, {})[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params.setdefault(scheme, {})[name] = value
+        params.setdefault(scheme, {})[name] = parse_value(value, item)
+    for scheme, values in params.items():
+        check_params(recipe_class(scheme), scheme, values)
     return params
 
 
@@ -79,15 +76,19 @@ def register(app: typer.Typer) -> None:
                        ] = Path("spikecast-compare"),
         param: Annotated[list[str] | None, typer.Option(
             "--param", "-p", help="SCHEME.KEY=VALUE (repeatable), e.g. rate.steps=25.")] = None,
-        limit: Annotated[int | None, typer.Option(help="First N test samples only.")] = None,
+        limit: Annotated[int | None, typer.Option(min=1, help="First N test samples only.")
+                         ] = None,
         energy_presets: Annotated[Path | None, typer.Option(
             help="Extra energy presets (.toml or .json).")] = None,
-        calib_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 2000,
+        calib_samples: Annotated[int, typer.Option(min=1, help="Calibration samples.")] = 2000,
         fidelity_samples: Annotated[int, typer.Option(
-            help="Samples probed for fidelity and firing histograms.")] = 64,
-        batch_size: Annotated[int, typer.Option(help="Samples simulated together.")] = 256,
+            min=1, help="Samples probed for fidelity and firing histograms.")] = 64,
+        batch_size: Annotated[int, typer.Option(
+            min=1, help="Samples simulated together.")] = 256,
         data_dir: Annotated[Path | None, typer.Option(help="MNIST IDX folder.")] = None,
-        seed: Annotated[int, typer.Option(help="Seed for every random choice.")] = 0,
+        seed: Annotated[int, typer.Option(
+            min=0, max=MAX_SEED, help="Seed for every random choice (calibration sampling, "
+            "spike trains, PWM phases, mismatch); the split of the data is the model's.")] = 0,
         quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
         model_class: ModelClassOpt = None,
         model_kwargs: ModelKwargsOpt = None,
@@ -102,23 +103,26 @@ def register(app: typer.Typer) -> None:
         from spikecast.report.compare import CompareConfig, compare
         from spikecast.report.html import save_comparison
 
-        try:
-            requested = schemes if schemes is not None else ",".join(scheme_names())
-            names = tuple(s.strip() for s in requested.split(",") if s.strip())
-            module, meta = load_module(model, model_class, model_kwargs)
-            if dataset is None and "dataset" not in meta:
-                raise ValueError(f"{model}: your own model does not name its dataset; "
-                                 "pass --dataset")
-            data = load_dataset(dataset or meta["dataset"], data_dir, seed=seed)
-            cfg = CompareConfig(
-                schemes=names, params=parse_scheme_params(param, names), limit=limit,
-                calib_samples=calib_samples, fidelity_samples=fidelity_samples,
-                batch_size=batch_size, seed=seed, presets=all_presets(energy_presets),
-                progress=not quiet,
-            )
-            results = compare(module, data, cfg, model_name=Path(model).stem)
-        except ValueError as exc:
-            _fail(str(exc))
+        inputs = [Path(p) for p in (model, dataset or "", energy_presets or "") if p]
+        if model.endswith(".safetensors"):
+            inputs.append(Path(model).with_suffix(".json"))
+        check_output_dir(out, ("results.json", "report.html"), inputs)
+        requested = schemes if schemes is not None else ",".join(scheme_names())
+        names = tuple(s.strip() for s in requested.split(",") if s.strip())
+        params = parse_scheme_params(param, names)
+        presets = all_presets(energy_presets)
+        module, meta = load_module(model, model_class, model_kwargs)
+        if dataset is None and "dataset" not in meta:
+            raise ValueError(f"{model}: your own model does not name its dataset; "
+                             "pass --dataset")
+        # the model's own split (as `evaluate` does): a test set that is not its training set
+        data = load_dataset(dataset or meta["dataset"], data_dir, seed=meta.get("seed", seed))
+        cfg = CompareConfig(
+            schemes=names, params=params, limit=limit, calib_samples=calib_samples,
+            fidelity_samples=fidelity_samples, batch_size=batch_size, seed=seed,
+            presets=presets, progress=show_progress() and not quiet,
+        )
+        results = compare(module, data, cfg, model_name=Path(model).stem)
         json_path, html_path = save_comparison(results, out)
         console.print(summary_table(results))
         console.print(f"wrote {json_path} and {html_path}")
@@ -141,9 +145,6 @@ def register(app: typer.Typer) -> None:
         """Re-render report.html from a results.json written by `compare`."""
         from spikecast.report.html import load_results, write_report
 
-        try:
-            results = load_results(results_json)
-        except ValueError as exc:
-            _fail(str(exc))
-        path = write_report(results, out or results_json.with_name("report.html"))
+        target = check_output(out or results_json.with_name("report.html"), [results_json])
+        path = write_report(load_results(results_json), target)
         console.print(f"wrote {path}")

@@ -9,8 +9,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from spikecast.checks import MAX_SEED
 from spikecast.cli.output import make_console
+from spikecast.errors import SpikecastError
 from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer
+from spikecast.io.atomic import check_output, check_output_dir, write_json
+from spikecast.io.schema import Field, check_fields, is_number, is_object
 from spikecast.zoo.train import LRSchedule
 
 console = make_console()
@@ -75,11 +79,13 @@ def _load(model: str) -> Any:
 
 
 def reproduce_sigma_delta_mnist(
-    limit: Annotated[int | None, typer.Option(help="Use only the first N test frames.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Use only the first N test frames.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for Fig. 2-4 (PNG + JSON).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="MNIST IDX folder.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for data handling and fine-tuning.")] = 0,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED, help="Seed for data handling and fine-tuning.")] = 0,
     theta: Annotated[list[float] | None, typer.Option(
         help="Shared threshold to run (repeatable); default 1.0 and 2.0 as in the paper.")
     ] = None,
@@ -87,7 +93,7 @@ def reproduce_sigma_delta_mnist(
         help="Also run per-layer theta = FRACTION x the 99.9th activation percentile.")] = None,
     finetune: Annotated[bool, typer.Option(
         help="Also fine-tune mnist-cnn for the 1-bit input and the quantizer, and rerun.")] = False,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="Fine-tuning epochs.")] = 2,
     spike_weight: Annotated[float, typer.Option(help="Fine-tuning spike penalty.")] = 0.05,
     finetune_quantizer: Annotated[Quantizer, typer.Option(
         help="Fine-tuning quantizer; 'hysteresis' measures its rates in the simulator.")
@@ -103,11 +109,18 @@ def reproduce_sigma_delta_mnist(
 ) -> None:
     """Table I of the sigma-delta paper: ANN, Q-ANN and event-driven SNN at theta 1.0 and
     2.0, and the rate-coded baseline at 25 and 15 steps, on the MNIST test set."""
+    from spikecast.papers.sigma_delta_yousefzadeh.figures import FIGURE_FILES
+    from spikecast.papers.sigma_delta_yousefzadeh.reproduce import ReproduceConfig, reproduce
+
+    inputs = [Path(model), Path(model).with_suffix(".json")] if model.endswith(
+        ".safetensors") else []
+    if json_file is not None:
+        check_output(json_file, inputs)
+    if out is not None:
+        check_output_dir(out, FIGURE_FILES, inputs)
     ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed,
                         quantizer=finetune_quantizer, lr=finetune_lr, schedule=finetune_schedule,
                         max_shift=finetune_max_shift)
-    from spikecast.papers.sigma_delta_yousefzadeh.reproduce import ReproduceConfig, reproduce
-
     config = ReproduceConfig(
         thetas=tuple(theta or (1.0, 2.0)), calibrated=tuple(calibrated or ()), limit=limit,
         data_dir=data_dir, seed=seed, rate_steps=(25, 15) if rate else (),
@@ -117,9 +130,7 @@ def reproduce_sigma_delta_mnist(
     console.print(table(report))
     console.print(_summary(report))
     if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=1))
-        console.print(f"wrote {json_file}")
+        console.print(f"wrote {write_json(json_file, report, indent=1)}")
     if out is not None:
         _figures_from_report(report, out, data_dir)
 
@@ -147,7 +158,27 @@ def sigma_delta_figures(
     data_dir: Annotated[str | None, typer.Option(help="MNIST IDX folder.")] = None,
 ) -> None:
     """Draw Fig. 2a, 2b, 3a, 3b and 4 of the sigma-delta paper from a reproduction report."""
-    _figures_from_report(json.loads(report_json.read_text()), out, data_dir)
+    from spikecast.papers.sigma_delta_yousefzadeh.figures import FIGURE_FILES
+
+    check_output_dir(out, FIGURE_FILES, [report_json])
+    _figures_from_report(_read_report(report_json), out, data_dir)
+
+
+_REPORT = (
+    Field("details", is_object, "an object of runs"),
+    Field("ann_accuracy", is_number, "a number"),
+    Field("ann_macs", is_number, "a number"),
+    Field("ann_macs_paper_formula", is_number, "a number"),
+)
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    """A report written by ``reproduce sigma-delta-mnist --json``."""
+    try:
+        report = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpikecastError(f"{path}: not a readable JSON report: {exc}") from None
+    return check_fields(report, _REPORT, f"{path} (a report of `reproduce sigma-delta-mnist`)")
 
 
 def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:

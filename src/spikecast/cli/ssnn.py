@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from spikecast.checks import MAX_SEED
+from spikecast.cli.entry import show_progress
 from spikecast.cli.output import make_console
+from spikecast.cli.values import parse_value
+from spikecast.io.atomic import check_output, check_output_dir, write_bytes
+from spikecast.schemes.params import check_params, with_seed
 
 if TYPE_CHECKING:
     from spikecast.papers.ssnn_nomura.reproduce import Reproduction
@@ -18,8 +22,9 @@ if TYPE_CHECKING:
 
 console = make_console()
 
-SeedOpt = Annotated[int, typer.Option(help="Seed for training / calibration sampling.")]
-LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N test samples.")]
+SeedOpt = Annotated[int, typer.Option(
+    min=0, max=MAX_SEED, help="Seed for training, calibration sampling, PWM phases, mismatch.")]
+LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N test samples.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")]
 DataDirOpt = Annotated[
     Path | None,
@@ -34,16 +39,17 @@ ParamOpt = Annotated[
 
 def parse_settings(items: list[str] | None) -> dict[str, Any]:
     """``["window=1e-5", "phase=random"]`` -> ``{"window": 1e-05, "phase": "random"}``
-    (values read as JSON where they parse, else as text)."""
+    (values read as strict JSON where they parse, else as text), checked against the SSNN
+    recipe's parameters."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+        out[key.strip()] = parse_value(value, item)
+    from spikecast.schemes.ssnn.recipe import SSNNRecipe
+
+    check_params(SSNNRecipe, "ssnn", out)
     return out
 
 
@@ -77,6 +83,13 @@ def parse_sweep_values(param: str, text: str) -> list[float]:
     if not values:
         raise ValueError("--values: give at least one value")
     return values
+
+
+def _seeded_settings(items: list[str] | None, seed: int) -> dict[str, Any]:
+    """:func:`parse_settings`, with ``seed`` for the PWM phases and mismatch unless set."""
+    from spikecast.schemes.ssnn.recipe import SSNNRecipe
+
+    return with_seed(SSNNRecipe, parse_settings(items), seed)
 
 
 def _fmt(value: Any) -> str:
@@ -119,7 +132,8 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
         limit: LimitOpt = None,
         json_path: JsonOpt = None,
         data_dir: DataDirOpt = None,
-        epochs: Annotated[int, typer.Option(help="ANN training epochs (full batch).")] = 500,
+        epochs: Annotated[int, typer.Option(min=1, help="ANN training epochs (full batch).")
+                          ] = 500,
         trace_png: Annotated[Path | None, typer.Option(
             help="Also draw sample 0's PWM inputs, hidden membranes and output spikes "
                  "(the paper's Fig. 8(b)) into this PNG.")] = None,
@@ -130,10 +144,12 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
         unused: wine ships with scikit-learn)."""
         from spikecast.papers.ssnn_nomura.reproduce import reproduce_wine
 
-        rep = reproduce_wine(seed=seed, limit=limit, epochs=epochs, **parse_settings(settings))
+        params = _seeded_settings(settings, seed)
+        _check_outputs(json_path, trace_png)
+        rep = reproduce_wine(seed=seed, limit=limit, epochs=epochs, **params)
         _finish(rep, json_path)
         if trace_png is not None:
-            _wine_trace(seed, epochs, parse_settings(settings), trace_png)
+            _wine_trace(seed, epochs, params, trace_png)
 
     @reproduce_app.command("ssnn-mnist")
     def ssnn_mnist(
@@ -148,8 +164,10 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
         ANN and SNN accuracy, spikes per neuron, energy per classification."""
         from spikecast.papers.ssnn_nomura.reproduce import reproduce_mnist
 
-        rep = reproduce_mnist(seed=seed, limit=limit, data_dir=data_dir, progress=progress,
-                              **parse_settings(settings))
+        params = _seeded_settings(settings, seed)
+        _check_outputs(json_path)
+        rep = reproduce_mnist(seed=seed, limit=limit, data_dir=data_dir,
+                              progress=progress and show_progress(), **params)
         _finish(rep, json_path)
 
     @app.command("ssnn-sweep")
@@ -162,7 +180,7 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
                  "mismatch_pct.")] = "1,2,5,10",
         dataset: Annotated[str, typer.Option(help="wine or mnist.")] = "wine",
         out: Annotated[Path, typer.Option(help="Folder for the JSON and PNG.")] = Path("."),
-        mc_seeds: Annotated[int, typer.Option(help="Mismatch draws per value.")] = 5,
+        mc_seeds: Annotated[int, typer.Option(min=1, help="Mismatch draws per value.")] = 5,
         seed: SeedOpt = 0,
         limit: LimitOpt = None,
         json_path: JsonOpt = None,
@@ -188,9 +206,12 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
                               f"(= {value * 1e3:g} ms) is over 1 ms, {value / 5e-6:.0f} x the "
                               "paper's 5 us window; the simulation time grows with it "
                               "(bare numbers are microseconds)")
+        params = _seeded_settings(settings, seed)
+        check_output_dir(out, [f"ssnn_sweep_{sweep_param.value}.{ext}" for ext in ("json", "png")])
+        _check_outputs(json_path)
         ann, calib, x, y, base = _sweep_setup(dataset, seed, limit, data_dir)
         result = run_sweep(ann, calib, x, y, sweep_param, grid,
-                           base_params=base | parse_settings(settings), mc_seeds=mc_seeds)
+                           base_params=base | params, mc_seeds=mc_seeds)
         json_file, png_file = result.save(out)
         table = Table(title=f"SSNN accuracy vs {result.param} ({dataset})")
         for col in (result.param, "accuracy", "std", "spikes/neuron"):
@@ -201,8 +222,14 @@ def register(app: typer.Typer, reproduce_app: typer.Typer) -> None:
         console.print(table)
         console.print(f"wrote {json_file} and {png_file}")
         if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json_file.read_text())
+            write_bytes(json_path, json_file.read_bytes())
+
+
+def _check_outputs(*paths: Path | None) -> None:
+    """Refuse unwritable output files before any work starts."""
+    for path in paths:
+        if path is not None:
+            check_output(path)
 
 
 def _sweep_setup(

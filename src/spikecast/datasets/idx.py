@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikecast.errors import SpikecastError
+
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 
@@ -26,7 +28,7 @@ TEST_LABELS = "t10k-labels-idx1-ubyte"
 IDX_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-class DataError(ValueError):
+class DataError(SpikecastError):
     """A dataset is missing, malformed, corrupt or outside the accepted value range."""
 
 

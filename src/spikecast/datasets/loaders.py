@@ -7,20 +7,14 @@ Every bad input (unknown name, missing or corrupt file, out-of-range values) rai
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import logging
 import os
-import tempfile
-import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from spikecast.datasets.download import DownloadError, fetch
 from spikecast.datasets.idx import IDX_FILES, DataError, find_idx_file, read_idx_dir
 
 __all__ = [
@@ -44,14 +38,11 @@ MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-_DOWNLOAD_TIMEOUT_S = 60
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _ACCEPTED = (
     "'wine', 'digits', 'mnist', 'idx:PATH' (folder with the four MNIST-named IDX files), "
     "'npz:PATH' or a path ending in .npz (keys x_train, y_train, x_test, y_test)"
 )
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +116,8 @@ def load_dataset(
     - ``npz:PATH`` or ``PATH.npz``: arrays ``x_train, y_train, x_test, y_test``; uint8 inputs
       are divided by 255, float inputs must already lie in [0, 1]; sample shape is kept.
     """
+    if data_dir is not None and Path(data_dir).expanduser().is_file():
+        raise DataError(f"data_dir {data_dir}: is a file; give the folder holding the data")
     if name.startswith(("idx:", "npz:")):
         kind, path = name[:3], name[4:]
         if not path:
@@ -254,18 +247,21 @@ def _load_mnist(data_dir: str | os.PathLike | None, download: bool) -> Dataset:
         if not failures:
             return _idx_dataset("mnist", _cache_dir(), MNIST_MD5, preprocessing)
         problem = "Download failed:\n  " + "\n  ".join(failures)
+    files = ", ".join(f"{stem}.gz" for stem in IDX_FILES)
     raise DataError(
         "MNIST not found. Searched:\n  "
         + "\n  ".join(map(str, searched))
         + f"\nfor the files {', '.join(IDX_FILES)} (each raw or .gz).\n"
         + problem
-        + "\nPut the files in one of these directories or set SPIKECAST_DATA to a directory "
-        "holding them."
+        + f"\nTo install them by hand, download {files} from {MNIST_MIRRORS[0]} (or "
+        f"{MNIST_MIRRORS[1]}) into {_cache_dir()}, or put them in any folder and pass it as "
+        "--data-dir or set SPIKECAST_DATA to it."
     )
 
 
 def _download_mnist(cache: Path) -> list[str]:
-    """Fetch the missing official .gz files into ``cache``; return failure reasons (empty: ok)."""
+    """Fetch the missing official .gz files into ``cache`` (resuming partial ones, MD5
+    checked); return the failure reasons (empty: every file is there)."""
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -275,39 +271,14 @@ def _download_mnist(cache: Path) -> list[str]:
             continue
         failures = []
         for mirror in MNIST_MIRRORS:
-            failure = _fetch(mirror + f"{stem}.gz", cache / f"{stem}.gz", MNIST_MD5[stem])
-            if failure is None:
+            try:
+                fetch(mirror + f"{stem}.gz", cache / f"{stem}.gz", MNIST_MD5[stem])
                 break
-            failures.append(failure)
+            except DownloadError as exc:
+                failures.append(str(exc))
         else:
             return failures
     return []
-
-
-def _fetch(url: str, dest: Path, expected_md5: str) -> str | None:
-    """Download ``url`` to ``dest`` via a temp file; return None on success, else the reason."""
-    _log.info("downloading %s", url)
-    digest = hashlib.md5(usedforsecurity=False)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        return f"cannot write into {dest.parent}: {exc}"
-    try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response,
-        ):
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != expected_md5:
-            return f"{url}: md5 mismatch (expected {expected_md5}, got {digest.hexdigest()})"
-        os.replace(tmp_name, dest)
-        return None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return f"{url}: {exc}"
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
 
 
 def _check_finite(key: str, a: np.ndarray) -> None:
@@ -350,7 +321,7 @@ def _npz_labels(key: str, y: np.ndarray) -> np.ndarray:
 def _load_npz(path: Path) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # zipfile and numpy raise many types on damaged archives
         raise DataError(f"cannot read {path}: {exc}") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: a single array, expected an .npz archive with {_NPZ_KEYS}")
@@ -363,7 +334,7 @@ def _load_npz(path: Path) -> Dataset:
             )
         try:
             arrays = {key: archive[key] for key in _NPZ_KEYS}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        except Exception as exc:  # e.g. NotImplementedError for an unknown zip compression
             raise DataError(f"{path}: cannot read arrays: {exc}") from exc
     x_train, how_train = _npz_inputs("x_train", arrays["x_train"])
     x_test, how_test = _npz_inputs("x_test", arrays["x_test"])

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from spikecast.checks import require_finite_tensors
+from spikecast.errors import SpikecastError
 from spikecast.frontends.fx_common import pair, tensor_inputs, unsupported
 from spikecast.frontends.global_pool import adaptive_avg_pool, spatial_mean
 from spikecast.frontends.input_affine import InputAffine, absorb, constant_value, input_transform
@@ -72,6 +74,8 @@ def fold_batchnorm(layer: Linear | Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) 
     """
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("BatchNorm without running statistics (track_running_stats=False)")
+    if bool((bn.running_var + bn.eps <= 0).any()):
+        raise SpikecastError("BatchNorm running variance <= -eps: sqrt(var + eps) undefined")
     scale = torch.ones_like(bn.running_var) if bn.weight is None else bn.weight.detach().clone()
     shift = torch.zeros_like(bn.running_var) if bn.bias is None else bn.bias.detach().clone()
     g = scale / torch.sqrt(bn.running_var + bn.eps)
@@ -272,25 +276,42 @@ def _module_layer(node: torch.fx.Node, m: nn.Module) -> Layer | None:
     raise unsupported(node, type(m).__name__)
 
 
+def _check_tensors(model: nn.Module) -> None:
+    """Refuse parameters and buffers that are not finite float32 (named, e.g. 'fc1.weight'):
+    a NaN weight would otherwise be simulated and reported as an accuracy."""
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    for name, t in tensors.items():
+        if t.is_floating_point() and t.dtype != torch.float32:
+            raise SpikecastError(
+                f"{type(model).__name__}: tensor {name!r} is {t.dtype}; spikecast captures "
+                "float32 models: convert a copy with model.float()"
+            )
+    require_finite_tensors({k: t.detach() for k, t in tensors.items()}, type(model).__name__)
+
+
 def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     """Trace ``model`` into a canonical :class:`Network` for per-sample ``input_shape``.
 
     Raises ``ValueError`` naming the node, its op and the supported list for anything
     outside the supported set, and for graphs that are not a single chain.
     """
+    _check_tensors(model)
     modes = {m: m.training for m in model.modules()}
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for untraceable code
         raise ValueError(f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
+    example = torch.zeros(1, *input_shape)
     try:
         gm.eval()
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
+            gm(example)  # a mismatch fails here, before ShapeProp prints its own traceback
+            ShapeProp(gm).propagate(example)
     except RuntimeError as exc:
-        raise ValueError(
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SpikecastError(
             f"{type(model).__name__} does not accept inputs of per-sample shape "
-            f"{tuple(input_shape)}: {exc}"
+            f"{tuple(input_shape)}: {reason}"
         ) from exc
     finally:
         for m, training in modes.items():

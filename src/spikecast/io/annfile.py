@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from spikecast.errors import SpikecastError
+from spikecast.io.atomic import atomic_write, check_output, strict_json, write_text
+from spikecast.io.schema import SIDECAR, check_fields, check_format
 from spikecast.zoo.models import get_architecture
 from spikecast.zoo.train import TrainedModel
 
-__all__ = ["FORMAT", "PICKLE_SUFFIXES", "VERSION", "load_model", "save_model", "sidecar_path"]
+__all__ = [
+    "FORMAT",
+    "PICKLE_SUFFIXES",
+    "VERSION",
+    "check_model_output",
+    "load_model",
+    "save_model",
+    "sidecar_path",
+]
 
 FORMAT = "spikecast-model"
 VERSION = 1
@@ -43,23 +53,20 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via ``write(tmp_path)`` to a temp file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def check_model_output(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()
+) -> Path:
+    """Refuse, before any work, a model path that is not ``*.safetensors`` or where the
+    weights or the sidecar cannot be written (see :func:`~spikecast.io.atomic.check_output`)."""
+    path = Path(path)
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise SpikecastError(
+            f"{path}: model files must end in {WEIGHTS_SUFFIX}, got {path.suffix!r}"
+        )
+    sources = list(inputs)
+    check_output(path, sources)
+    check_output(sidecar_path(path), sources)
+    return path
 
 
 def save_model(
@@ -75,9 +82,7 @@ def save_model(
     hyperparameters; ``metadata`` entries (e.g. ``"command"``) are added on top, but may not
     override the format fields. Both files are written atomically (temp file + rename).
     """
-    path = Path(path)
-    if path.suffix != WEIGHTS_SUFFIX:
-        raise ValueError(f"{path}: model files must end in {WEIGHTS_SUFFIX}, got {path.suffix!r}")
+    path = check_model_output(path)
     architecture = get_architecture(arch)
     info: dict[str, Any] = {
         "format": FORMAT,
@@ -119,10 +124,9 @@ def save_model(
     info |= extra
     _check_tensors(architecture.build().state_dict(), module.state_dict(), str(path))
     tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
-    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
-    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    text = json.dumps(strict_json(info), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    write_text(sidecar_path(path), text)
     return path
 
 
@@ -156,15 +160,8 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         info = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{side}: unreadable sidecar: {exc}") from exc
-    if not isinstance(info, dict):
-        raise ValueError(f"{side}: sidecar must hold a JSON object, got {type(info).__name__}")
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{side}: unknown format {info.get('format')!r}; expected {FORMAT!r}")
-    if info.get("version") != VERSION:
-        raise ValueError(
-            f"{side}: unsupported version {info.get('version')!r}; this spikecast reads {VERSION}"
-        )
-    return info
+    check_format(info, str(side), FORMAT, (VERSION,), "a spikecast model sidecar")
+    return check_fields(info, SIDECAR, str(side))
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:

@@ -22,6 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from spikecast.checks import require_finite_tensors
+from spikecast.io.atomic import atomic_write, strict_json
+from spikecast.io.schema import check_snn_meta
 from spikecast.ir.graph import (
     Add,
     AvgPool2d,
@@ -112,12 +115,9 @@ def save_converted(path: str | Path, conv: ConvertedFile) -> Path:
         "calibration": _json_value(conv.calibration),
         "info": _json_value(conv.info),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = _tensors("ann", ann)
-    save_file(tensors, str(tmp), {"spikecast": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    text = json.dumps(strict_json(meta), allow_nan=False)
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), {"spikecast": text}))
 
 
 def _build(prefix: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path):
@@ -137,7 +137,8 @@ def _build(prefix: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor], 
                 raise ValueError(f"{path}: tensor {key!r} missing for layer {i} ({kind})")
             w, b = tensors[key], tensors.get(f"{prefix}.{i}.bias")
             want = 2 if kind == "Linear" else 4
-            if w.dim() != want or (b is not None and b.shape != (w.shape[0],)):
+            if (w.dim() != want or not w.is_floating_point()
+                    or (b is not None and b.shape != (w.shape[0],))):
                 shape = tuple(w.shape)
                 raise ValueError(f"{path}: tensor {key!r} has shape {shape}, bad for {kind}")
             if kind == "Linear":
@@ -193,13 +194,8 @@ def load_converted(path: str | Path) -> ConvertedFile:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: corrupt spikecast metadata: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("version") not in READABLE_VERSIONS:
-        raise ValueError(
-            f"{path}: format version {meta.get('version')!r}; "
-            f"this spikecast reads versions {', '.join(map(str, READABLE_VERSIONS))}"
-        )
+    check_snn_meta(meta, str(path), FORMAT, READABLE_VERSIONS)
+    require_finite_tensors(tensors, str(path))
     ann = _build("ann", meta, tensors, path)
     if meta["version"] >= 3:
         return ConvertedFile(meta["scheme"], meta["params"], ann, meta["calibration"],

@@ -9,12 +9,13 @@ Every count is a per-sample mean. The accuracy curve is computed from the predic
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from spikecast.io.atomic import write_json
 
 
 @dataclass(frozen=True)
@@ -189,10 +190,7 @@ class RunResults:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return write_json(path, self.to_dict())
 
 
 def accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:

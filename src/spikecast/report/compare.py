@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikecast.checks import require_seed
 from spikecast.datasets.loaders import Dataset
 from spikecast.energy.base import EnergyPreset, network_counts
 from spikecast.energy.presets import all_presets, estimate_energy
@@ -32,8 +33,9 @@ from spikecast.measure.opcounts import Workload, ann_workload, connection_sparsi
 from spikecast.measure.opcounts import snn_workload as count_snn
 from spikecast.measure.result import RunResults, SchemeResult, accuracy
 from spikecast.report.adapters import LayerProbe, probe_layers
-from spikecast.schemes import convert, get_recipe, scheme_names
+from spikecast.schemes import convert, get_recipe, recipe_class, scheme_names
 from spikecast.schemes.base import SpikingModel, UnsupportedGraph
+from spikecast.schemes.params import with_seed
 
 HISTOGRAM_BINS = 20
 
@@ -66,6 +68,7 @@ class CompareConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        require_seed(self.seed)
 
 
 def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> list[list[int]]:
@@ -158,7 +161,8 @@ def compare(model: nn.Module | Network, data: Dataset, cfg: CompareConfig,
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
         try:
-            snn = convert(net, get_recipe(name, **cfg.params.get(name, {})), calib_x=calib)
+            params = with_seed(recipe_class(name), cfg.params.get(name, {}), cfg.seed)
+            snn = convert(net, get_recipe(name, **params), calib_x=calib)
             result = snn.evaluate(x, y, batch_size=cfg.batch_size, progress=cfg.progress)
         except UnsupportedGraph as exc:
             skipped[name] = str(exc)

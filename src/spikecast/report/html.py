@@ -10,6 +10,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from spikecast.errors import SpikecastError
+from spikecast.io.atomic import write_json, write_text
+from spikecast.io.schema import ANN_RESULTS, RESULTS, SCHEME_RESULTS, check_fields
 from spikecast.report import figures
 
 Results = dict[str, Any]
@@ -160,33 +163,25 @@ def render(results: Results) -> str:
 
 def write_report(results: Results, path: str | Path) -> Path:
     """Render ``results`` to the HTML file ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results), encoding="utf-8")
-    return path
+    return write_text(path, render(results))
 
 
 def save_comparison(results: Results, out: str | Path) -> tuple[Path, Path]:
     """Write ``results.json`` and ``report.html`` into the folder ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "results.json"
-    json_path.write_text(json.dumps(results, indent=2))
-    return json_path, write_report(results, out / "report.html")
+    return write_json(out / "results.json", results), write_report(results, out / "report.html")
 
 
 def load_results(path: str | Path) -> Results:
     """An extended results.json; ``ValueError`` if it lacks the report's fields."""
     path = Path(path)
     try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read results JSON: {exc}") from None
-    missing = [k for k in ("dataset", "n_samples", "ann", "schemes", "network")
-               if k not in results]
-    if missing or "effective_macs" not in results.get("ann", {}):
-        raise ValueError(
-            f"{path}: not an extended results file (missing {missing or ['ann.effective_macs']});"
-            " write one with `spikecast compare`"
-        )
+        results = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpikecastError(f"{path}: cannot read results JSON: {exc}") from None
+    where = f"{path} (an extended results file: write one with `spikecast compare`)"
+    check_fields(results, RESULTS, where)
+    check_fields(results["ann"], ANN_RESULTS, f"{where}, 'ann'")
+    for name, entry in results["schemes"].items():
+        check_fields(entry, SCHEME_RESULTS, f"{where}, scheme {name!r}")
     return results

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from spikecast.io.atomic import atomic_write
+
 
 def plot_accuracy_vs_time(results: dict[str, Any], path: str | Path, title: str = "") -> Path:
     """One panel per scheme of a ``results.json`` dictionary: accuracy after each time
@@ -35,8 +37,7 @@ def plot_accuracy_vs_time(results: dict[str, Any], path: str | Path, title: str 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    finally:
+        plt.close(fig)

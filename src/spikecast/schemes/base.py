@@ -18,6 +18,7 @@ the prediction trace and the typed :class:`~spikecast.measure.result.SchemeResul
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 from rich.progress import Progress
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_labels, require_unit_interval
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import ann_macs
 from spikecast.measure.readout import Readout, decide, silent_and_tied
@@ -63,6 +64,13 @@ class Calibration:
         if not isinstance(data, dict) or set(data) != set(names):
             raise ValueError(f"{cls.__name__} needs exactly the fields {names}, got {data!r}")
         return cls(**{k: _frozen(v) for k, v in data.items()})
+
+
+def require_positive(values: tuple[float, ...], what: str) -> None:
+    """``ValueError`` naming ``what`` unless ``values`` is non-empty, finite and > 0."""
+    if not values or not all(isinstance(v, (int, float)) and 0 < v < math.inf
+                             for v in values):
+        raise ValueError(f"{what} must be finite numbers > 0, got {list(values)}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -143,13 +151,10 @@ class SpikingModel(ABC):
         self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
     ) -> SchemeResult:
         """Simulate every sample of ``x`` in batches and compare the readout with ``y``."""
-        if len(x) != len(y):
-            raise ValueError(f"{len(x)} inputs but {len(y)} labels")
-        if len(x) == 0:
-            raise ValueError("nothing to evaluate: x holds no samples")
+        require_labels(y, len(x), self.ann.n_classes)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        require_finite(x)
+        require_unit_interval(x)
         times, unit = self.time_points()
         readout = Readout(self.recipe.readout)
         tally = self.new_tally()

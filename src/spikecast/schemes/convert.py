@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_unit_interval
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Network
 from spikecast.schemes.base import Recipe, SpikingModel
@@ -25,13 +25,7 @@ def convert(
     must lie in [0, 1].
     """
     if calib_x is not None:
-        require_finite(calib_x, "calibration inputs")
-    if calib_x is not None and calib_x.numel() and float(calib_x.min()) < 0:
-        raise ValueError(
-            f"calibration inputs reach {float(calib_x.min()):.4g}; spikecast assumes inputs in "
-            "[0, 1] (input coding, normalization and the captured graph rely on it): rescale "
-            "them, e.g. x = (x - min) / (max - min)"
-        )
+        require_unit_interval(calib_x, "calibration inputs")
     if isinstance(model, Network):
         net = model
     else:

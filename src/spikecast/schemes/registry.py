@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from spikecast.schemes.base import Recipe
+from spikecast.schemes.params import check_params
 
 _BUILTIN = {
     "rate": "spikecast.schemes.rate:RateRecipe",
@@ -62,13 +63,8 @@ def recipe_class(name: str) -> type[Recipe]:
 
 
 def get_recipe(name: str, **params: Any) -> Recipe:
-    """Instantiate the recipe ``name`` with ``params``; unknown keys raise ``ValueError``."""
+    """Instantiate the recipe ``name`` with ``params``; unknown keys and values of the wrong
+    type raise ``ValueError`` (:func:`~spikecast.schemes.params.check_params`)."""
     cls = recipe_class(name)
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"scheme {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters: {', '.join(allowed)}"
-        )
+    check_params(cls, name, params)
     return cls(**params)

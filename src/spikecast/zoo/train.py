@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikecast.checks import require_seed
 from spikecast.choice import Choice
 from spikecast.datasets.loaders import Dataset, load_dataset
 from spikecast.progress import Reporter
@@ -162,6 +163,7 @@ def train_model(
     """
     _validate(epochs, lr, batch_size, weight_decay, max_shift, threads)
     every = log_interval(epochs, log_every)
+    require_seed(seed)
     schedule = LRSchedule(schedule)
     arch = get_architecture(arch_name)
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset

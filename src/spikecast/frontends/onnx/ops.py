@@ -65,8 +65,9 @@ class Value:
 
 
 def label(node: onnx.NodeProto) -> str:
-    """The node's name, or its first output's name for unnamed nodes."""
-    return node.name or (node.output[0] if node.output else node.op_type)
+    """The node's name, or its first output's name for unnamed nodes (as text even when a
+    damaged file holds bytes that are not UTF-8 there)."""
+    return str(node.name or (node.output[0] if node.output else node.op_type))
 
 
 def node_error(node: onnx.NodeProto, detail: str) -> ValueError:

@@ -131,7 +131,7 @@ def read_model(source: str | PathLike[str] | bytes | onnx.ModelProto) -> onnx.Mo
             ) from exc
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
+    except Exception as exc:  # ValidationError, or a message that is not even UTF-8
         raise ValueError(f"{what} is not a valid ONNX model: {exc}") from exc
     return model
 
@@ -226,6 +226,8 @@ def onnx_to_fx(
             handler(b, node)
         except RuntimeError as exc:
             raise node_error(node, f"cannot be applied to its input: {exc}") from exc
+        except (KeyError, IndexError, AttributeError, TypeError) as exc:  # a damaged file
+            raise node_error(node, f"malformed node ({type(exc).__name__}: {exc})") from exc
     out = graph.output[0].name
     if out not in b.values:
         raise ValueError(f"the ONNX graph output {out!r} is a constant, not computed from inputs")

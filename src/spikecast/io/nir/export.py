@@ -44,6 +44,7 @@ import h5py
 import nir
 import numpy as np
 
+from spikecast.io.atomic import atomic_write
 from spikecast.io.nir.dialect import LEAK_FREE_TAU, Convention, NirDialect, convention
 from spikecast.io.nir.export_nodes import EXPORTERS, ExportContext
 from spikecast.io.nir.meta import dump_meta, load_meta
@@ -226,18 +227,19 @@ def write_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
     """``nir.write`` ``graph`` to ``path``. Flatten nodes without an input type get one
     (nir's type inference); in a ``sinabs``-dialect graph the IF nodes' v_reset fields
     are dropped (nir <= 1.0.4 refuses them; later versions read 0)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     graph = _typed_flattens(graph)
-    nir.write(path, graph)
     dialect = load_meta(graph, "graph").get("dialect", NirDialect.NIR.value)
-    if not convention(dialect).v_reset_field:
-        with h5py.File(path, "r+") as f:
-            nodes = f["node"]["nodes"]
-            for name, node in graph.nodes.items():
-                if isinstance(node, nir.IF):
-                    del nodes[name]["v_reset"]
-    return path
+
+    def write(tmp: Path) -> None:
+        nir.write(tmp, graph)
+        if not convention(dialect).v_reset_field:
+            with h5py.File(tmp, "r+") as f:
+                nodes = f["node"]["nodes"]
+                for name, node in graph.nodes.items():
+                    if isinstance(node, nir.IF):
+                        del nodes[name]["v_reset"]
+
+    return atomic_write(path, write)
 
 
 def write_nir(

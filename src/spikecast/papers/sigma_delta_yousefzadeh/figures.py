@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from spikecast.io.atomic import atomic_write, write_json
 from spikecast.schemes.sigma_delta import SigmaDeltaModel
 from spikecast.schemes.sigma_delta.encoding import encode_frame
 
@@ -19,13 +19,15 @@ def _figure(ncols: int = 1) -> tuple[Figure, Any]:
     return fig, fig.subplots(1, ncols)
 
 
+FIGURE_NAMES = ("fig2a_output_vmem", "fig2b_input_raster", "fig3a_accuracy_time",
+                "fig3b_accuracy_spikes", "fig4_accuracy_updates")
+FIGURE_FILES = tuple(f"{name}.{ext}" for name in FIGURE_NAMES for ext in ("png", "json"))
+
+
 def _save(fig: Figure, data: dict[str, Any], out: Path, name: str) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    png, js = out / f"{name}.png", out / f"{name}.json"
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    js.write_text(json.dumps(data, indent=1))
-    return [png, js]
+    png = atomic_write(out / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120))
+    return [png, write_json(out / f"{name}.json", data, indent=1)]
 
 
 def output_trace(model: SigmaDeltaModel, frame: torch.Tensor) -> dict[str, Any]:

@@ -18,7 +18,6 @@ Any recipe parameter can be overridden through ``**recipe_params``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.io.atomic import write_json
 from spikecast.measure.result import SchemeResult, accuracy
 from spikecast.schemes import convert
 from spikecast.schemes.ssnn import SSNNRecipe
@@ -74,10 +74,7 @@ class Reproduction:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return write_json(path, self.to_dict())
 
 
 def _reproduction(name: str, ann_acc: float, res: SchemeResult, paper: dict[str, Any],

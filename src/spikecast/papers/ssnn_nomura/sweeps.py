@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spikecast.io.atomic import atomic_write, write_json
 from spikecast.ir.graph import Network
 from spikecast.schemes import convert
 from spikecast.schemes.ssnn import SSNNRecipe
@@ -57,9 +57,7 @@ class SweepResult:
         import matplotlib.pyplot as plt
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        json_path = out / f"ssnn_sweep_{self.param}.json"
-        json_path.write_text(json.dumps(asdict(self), indent=2))
+        json_path = write_json(out / f"ssnn_sweep_{self.param}.json", asdict(self))
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.errorbar(self.values, [100 * a for a in self.accuracy],
                     yerr=[100 * s for s in self.accuracy_std], marker="o", capsize=3)
@@ -68,9 +66,11 @@ class SweepResult:
         ax.set_title(f"SSNN accuracy vs {self.param} ({self.n_samples} samples)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        png_path = out / f"ssnn_sweep_{self.param}.png"
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
+        try:
+            png_path = atomic_write(out / f"ssnn_sweep_{self.param}.png",
+                                    lambda tmp: fig.savefig(tmp, dpi=120))
+        finally:
+            plt.close(fig)
         return json_path, png_path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikecast.io.atomic import atomic_write
 from spikecast.schemes.ssnn import SSNNModel
 from spikecast.schemes.ssnn.sim_event import record_sample
 
@@ -86,8 +87,7 @@ def plot_trace(trace: SampleTrace, path: str | Path, n_inputs: int = 3) -> Path:
     counts = ", ".join(str(len(t)) for t in trace.output_spikes)
     axes[2].set_title(f"output spike counts: {counts}", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    finally:
+        plt.close(fig)

@@ -12,6 +12,7 @@ discards it and under-estimates the rate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,8 @@ class IFParams:
     reset: Reset = Reset.SUBTRACT
 
     def __post_init__(self) -> None:
-        if not 0 < float(self.threshold) < float("inf"):
-            raise ValueError(f"threshold must be a finite number > 0, got {self.threshold}")
+        if not 0 < float(self.threshold) < math.inf:
+            raise ValueError(f"IF threshold must be a finite number > 0, got {self.threshold}")
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "reset", Reset(self.reset))
 

@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikecast.checks import require_seed
 from spikecast.choice import Choice
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import apply_scales, data_based, model_based
 from spikecast.measure.readout import Readout
-from spikecast.schemes.base import Calibration, Recipe
+from spikecast.schemes.base import Calibration, Recipe, require_positive
 from spikecast.schemes.rate.model import RateModel
 from spikecast.schemes.rate.neuron import IFParams, Reset
 from spikecast.schemes.rate.sim import (
@@ -39,6 +40,9 @@ class RateCalibration(Calibration):
     """The normalization scale lambda_l of every layer's output (1.0: unscaled)."""
 
     scales: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        require_positive(self.scales, "rate calibration: scales")
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,7 @@ class RateRecipe(Recipe):
             )
         if not 0 < float(self.percentile) <= 100:
             raise ValueError(f"rate recipe: percentile must be in (0, 100], got {self.percentile}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"rate recipe: seed must be an integer, got {self.seed!r}")
+        require_seed(self.seed, "rate recipe: seed")
         neuron = IFParams(self.threshold, self.reset)
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))

@@ -31,7 +31,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_unit_interval
 from spikecast.choice import Choice
 from spikecast.ir.graph import (
     INPUT,
@@ -205,17 +205,7 @@ def simulate(
             f"input samples have shape {tuple(x.shape[1:])}, the network expects "
             f"{tuple(net.input_shape)}"
         )
-    require_finite(x)
-    if x.numel() and x.min() < 0:
-        raise ValueError(
-            f"inputs reach {float(x.min()):.4g}; spikecast assumes inputs in [0, 1] (the "
-            "captured graph drops ReLUs on the input)"
-        )
-    if coding is InputCoding.POISSON and x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"Poisson input coding needs inputs in [0, 1] (spike probabilities), got "
-            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; use input_coding='constant'"
-        )
+    require_unit_interval(x)
     stages = net.stages()
     kinds = signal_kinds(stages, coding)
     with torch.no_grad():

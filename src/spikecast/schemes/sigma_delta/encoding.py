@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_unit_interval
 
 DEFAULT_INPUT_THRESHOLD = 0.2
 
@@ -23,12 +23,7 @@ def check_input(x: torch.Tensor, threshold: float) -> None:
     """Raise ValueError unless ``x`` lies in [0, 1] and 0 <= threshold < 1."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"input threshold must be in [0, 1), got {threshold}")
-    require_finite(x.reshape(1, -1) if x.dim() < 2 else x)
-    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-        raise ValueError(
-            f"intensity-to-delay coding needs inputs in [0, 1], got range "
-            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; rescale the data (e.g. min-max)"
-        )
+    require_unit_interval(x.reshape(1, -1) if x.dim() < 2 else x)
 
 
 def binarize(x: torch.Tensor, threshold: float = DEFAULT_INPUT_THRESHOLD) -> torch.Tensor:

@@ -26,6 +26,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from spikecast.errors import SpikecastError
+from spikecast.schemes.sigma_delta.neuron import FIRE_LIMIT_MESSAGE, MAX_FIRE
+
 RULE_PAPER = 0
 RULE_EXACT = 1
 _POPULATION = 1
@@ -34,7 +37,8 @@ _STACK = 4096
 
 @njit(cache=True)
 def fire_count(v, count, theta, relu, rule):  # pragma: no cover - compiled
-    """Signed spikes for d = f(v) - count * theta (same arithmetic as ``neuron.fire_count``)."""
+    """Signed spikes for d = f(v) - count * theta (same arithmetic and limit as
+    ``neuron.fire_count``)."""
     act = v
     if relu and act < 0.0:
         act = 0.0
@@ -42,11 +46,17 @@ def fire_count(v, count, theta, relu, rule):  # pragma: no cover - compiled
     if d >= theta:
         if rule == RULE_PAPER:
             return 1
-        return np.int64(np.floor(d / theta))
+        n = np.floor(d / theta)
+        if n >= MAX_FIRE:
+            raise SpikecastError(FIRE_LIMIT_MESSAGE)
+        return np.int64(n)
     if d <= -theta:
         if rule == RULE_PAPER:
             return -1
-        return -np.int64(np.floor(-d / theta))
+        n = np.floor(-d / theta)
+        if n >= MAX_FIRE:
+            raise SpikecastError(FIRE_LIMIT_MESSAGE)
+        return -np.int64(n)
     return 0
 
 

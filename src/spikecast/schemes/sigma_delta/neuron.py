@@ -20,6 +20,18 @@ from dataclasses import dataclass
 import torch
 
 from spikecast.choice import Choice
+from spikecast.errors import SpikecastError
+
+MAX_FIRE = 2**24
+"""The most spikes one update may fire (EXACT rule, 16,777,216). More means |f(v) - V_q| /
+theta beyond what a frame can be simulated with (every spike is one queued event), and past
+2**63 the signed count would overflow (weights of 1e30 gave negative spike counts): the
+simulators (the numba kernel and :func:`fire_count`) refuse it with :data:`FIRE_LIMIT_MESSAGE`."""
+FIRE_LIMIT_MESSAGE = (
+    "sigma-delta: one update would fire more than 2**24 spikes from one neuron "
+    "(|f(v) - V_q| / theta too large): the model's weights or biases are too large for its "
+    "quantization levels theta; raise theta or rescale the model"
+)
 
 
 class FiringRule(Choice):
@@ -76,8 +88,10 @@ def fire_count(v: torch.Tensor, count: torch.Tensor, p: NeuronParams) -> torch.T
     down = d <= -p.theta
     if p.rule is FiringRule.PAPER:
         return up.to(v.dtype) - down.to(v.dtype)
-    n = torch.floor(d.abs() / p.theta)
-    return torch.where(up, n, torch.where(down, -n, torch.zeros_like(n)))
+    n = torch.where(up | down, torch.floor(d.abs() / p.theta), torch.zeros_like(d))
+    if n.numel() and float(n.max()) >= MAX_FIRE:
+        raise SpikecastError(FIRE_LIMIT_MESSAGE)
+    return torch.where(up, n, -n)
 
 
 def step(

@@ -25,7 +25,7 @@ import torch
 
 from spikecast.ir.graph import Network
 from spikecast.measure.readout import Readout
-from spikecast.schemes.base import Calibration, Recipe
+from spikecast.schemes.base import Calibration, Recipe, require_positive
 from spikecast.schemes.sigma_delta.model import SigmaDeltaModel, SimMode
 from spikecast.schemes.sigma_delta.neuron import FiringRule, check_theta
 from spikecast.schemes.sigma_delta.program import population_stages
@@ -44,6 +44,9 @@ class SigmaDeltaCalibration(Calibration):
     """The quantization level theta of every population, in network order."""
 
     thetas: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        require_positive(self.thetas, "sigma-delta calibration: thetas")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from enum import Enum
 
 import torch
 
+from spikecast.checks import require_seed
+
 PAPER_MAX_RATE_HZ = 5.3e6
 DEFAULT_SPIKE_WIDTH_S = 50e-9
 
@@ -58,6 +60,7 @@ class PWMEncoder:
             )
         if not self.period > 0:
             raise ValueError(f"PWM period must be > 0 s, got {self.period}")
+        require_seed(self.phase_seed, "phase_seed")
 
     @property
     def offset(self) -> float:
@@ -153,6 +156,7 @@ class CircuitParams:
             raise ValueError(f"v_init must be a fraction of V_th in [0, 1), got {self.v_init}")
         if not self.mismatch_pct >= 0:
             raise ValueError(f"mismatch_pct must be >= 0 %, got {self.mismatch_pct}")
+        require_seed(self.mismatch_seed, "mismatch_seed")
 
     @property
     def t_refractory(self) -> float:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_unit_interval
 from spikecast.choice import Choice
 from spikecast.energy.base import network_counts
 from spikecast.energy.circuit import CircuitEnergyModel
@@ -86,7 +86,7 @@ class SSNNModel(SpikingModel):
 
     def simulate(self, x: torch.Tensor) -> EventResult:
         """Run the chosen simulator on inputs ``x`` in [0, 1]."""
-        require_finite(x)
+        require_unit_interval(x)
         if math.prod(x.shape[1:]) != self.circuit.n_inputs:
             raise ValueError(
                 f"inputs have {math.prod(x.shape[1:])} values per sample, the circuit "

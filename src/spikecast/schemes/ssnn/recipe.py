@@ -21,7 +21,7 @@ from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import model_based
 from spikecast.measure.readout import Readout
-from spikecast.schemes.base import Calibration, Recipe
+from spikecast.schemes.base import Calibration, Recipe, require_positive
 from spikecast.schemes.ssnn.circuit import (
     PAPER_MAX_RATE_HZ,
     CircuitParams,
@@ -45,6 +45,9 @@ class SSNNCalibration(Calibration):
     """The current per unit weight of every synaptic layer (A)."""
 
     i_unit: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        require_positive(self.i_unit, "ssnn calibration: i_unit")
 
 
 @dataclass(frozen=True)
