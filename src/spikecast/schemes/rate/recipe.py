@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from spikecast.choice import Choice
+from spikecast.device import Device
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import Normalized, data_based, model_based
 from spikecast.schemes.base import Recipe
@@ -40,7 +41,8 @@ class RateRecipe(Recipe):
 
     ``percentile`` is the data-based normalization percentile (100 = max-norm);
     ``threshold`` theta is the IF threshold (spikes carry charge theta); ``seed`` seeds
-    Poisson input. Enum fields accept their string values.
+    Poisson input; ``device`` is where simulation and calibration run (cpu, cuda, auto).
+    Enum fields accept their string values.
     """
 
     name: ClassVar[str] = "rate"
@@ -52,6 +54,7 @@ class RateRecipe(Recipe):
     input_coding: InputCoding = InputCoding.CONSTANT
     seed: int = 0
     threshold: float = 1.0
+    device: Device = Device.CPU
 
     def __post_init__(self) -> None:
         if (
@@ -69,6 +72,7 @@ class RateRecipe(Recipe):
         neuron = IFParams(self.threshold, self.reset)
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))
+        object.__setattr__(self, "device", Device(self.device))
         object.__setattr__(self, "percentile", float(self.percentile))
         object.__setattr__(self, "reset", neuron.reset)
         object.__setattr__(self, "threshold", neuron.threshold)
@@ -89,7 +93,7 @@ class RateRecipe(Recipe):
                     "rate recipe: normalization='data' needs calibration inputs (calib_x); "
                     "pass them or use normalization='model' or 'none'"
                 )
-            return data_based(net, calib_x, self.percentile)
+            return data_based(net, calib_x, self.percentile, device=self.device)
         if self.normalization is Normalization.MODEL:
             return model_based(net)
         return Normalized(net, tuple(1.0 for _ in net.layers))

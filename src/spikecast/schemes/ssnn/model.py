@@ -82,7 +82,7 @@ class SSNNModel(SpikingModel):
         phase = self.circuit.params.encoder.phases(self.circuit.n_inputs)
         if self.params["simulator"] == Simulator.CLOCK.value:
             return simulate_clock(self.circuit, duty, phase, self.params["dt"],
-                                  self.params["n_points"])
+                                  self.params["n_points"], self.params.get("device", "cpu"))
         return simulate_events(self.circuit, duty, phase, self.params["n_points"])
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikecast.device import Device
 from spikecast.energy.circuit import get_energy_model
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import Normalized, model_based
@@ -49,7 +50,8 @@ class SSNNRecipe(Recipe):
     counts first and membrane potentials second (see :mod:`spikecast.schemes.ssnn.readout`).
     ``t_ref`` None = 1 / 5.3 MHz - spike_width. Biases (and the ``fold`` input offset)
     become constant current sources. ``simulator`` picks the exact event-driven simulator
-    or the clock-driven one (step ``dt``); the accuracy curve has ``n_points`` points.
+    or the clock-driven one (step ``dt``, on ``device``: cpu, cuda or auto; the event-driven
+    simulator runs on the CPU); the accuracy curve has ``n_points`` points.
     Power and energy come from the ``energy_preset`` (:mod:`spikecast.energy.circuit`); the
     activity energy counts hidden and output spikes.
     """
@@ -82,6 +84,7 @@ class SSNNRecipe(Recipe):
         dt: float = 1e-9,
         n_points: int = 50,
         energy_preset: str = "ssnn-180nm",
+        device: Device | str = Device.CPU,
     ) -> None:
         self.c_mem, self.v_th, self.rate_target = c_mem, v_th, rate_target
         self.calibration_percentile, self.v_init = calibration_percentile, v_init
@@ -96,6 +99,12 @@ class SSNNRecipe(Recipe):
         self.input_mapping = parse_enum(InputMapping, input_mapping, "input_mapping").value
         self.simulator = parse_enum(Simulator, simulator, "simulator").value
         self.dt, self.n_points, self.energy_preset = dt, n_points, energy_preset
+        self.device = Device(device).value
+        if self.simulator == Simulator.EVENT.value and self.device == Device.CUDA.value:
+            raise ValueError(
+                "ssnn: device='cuda' needs simulator='clock'; the event-driven simulator runs "
+                "on the CPU only (use device='cpu' or 'auto')"
+            )
         for key, target in (("rate_target", rate_target),
                             ("output_rate_target", output_rate_target)):
             if not 0 < target <= 1:
