@@ -7,8 +7,9 @@ plain torch step loop (and the same loop with the constant first layer computed 
 SpikingJelly and sinabs when installed. All run in this one process, the order rotated
 every round; each contender's time is the best of ``--repeats`` rounds, each ratio
 (peer / spikecast) is reported as best / best with the spread [min-max] of the per-round
-ratios; peak RSS is the process's high-water mark during the contender's runs (reset
-before each). Conversion is excluded.
+ratios (the process CPU time of each run is kept too: on a shared machine it is less
+disturbed by other processes than the wall time); peak RSS is the process's high-water
+mark during the contender's runs (reset before each). Conversion is excluded.
 
 Calibration: a 2-conv, 64-channel MNIST net on 2,000 samples, data-based normalization in
 a fresh child process each: spikecast's streamed calibration, and the former all-at-once
@@ -72,7 +73,7 @@ def digits(epochs: int) -> tuple[nn.Module, str, torch.Tensor, torch.Tensor, tor
 def mnist_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
     try:
         data = load_dataset("mnist", download=False)
-        return data.x_train[:CALIB_SAMPLES], data.x_test, data.y_test, "MNIST"
+        return data.x_train[:CALIB_SAMPLES].clone(), data.x_test, data.y_test, "MNIST"
     except DataError:
         g = torch.Generator().manual_seed(0)
         x = torch.rand(CALIB_SAMPLES, 1, 28, 28, generator=g)
@@ -107,6 +108,7 @@ def race(runners: dict[str, rate_peers.Runner], x: torch.Tensor, y: torch.Tensor
     """Interleaved rounds; per contender best time, all times, peak RSS, batch accuracy."""
     names = list(runners)
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     peak: dict[str, float] = dict.fromkeys(names, 0.0)
     acc = {}
     for n in names:  # warm-up (numba and TorchScript compile, allocator)
@@ -114,9 +116,10 @@ def race(runners: dict[str, rate_peers.Runner], x: torch.Tensor, y: torch.Tensor
     for r in range(repeats):
         for n in names[r % len(names):] + names[: r % len(names)]:
             peak_rss_reset()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             runners[n](x, steps)
             times[n].append(time.perf_counter() - start)
+            cpu[n].append(time.process_time() - start_cpu)
             peak[n] = max(peak[n], peak_rss_mb())
     best = {n: min(ts) for n, ts in times.items()}
     ratios = {
@@ -125,7 +128,8 @@ def race(runners: dict[str, rate_peers.Runner], x: torch.Tensor, y: torch.Tensor
             "max": max(a / b for a, b in zip(times[n], times["spikecast"], strict=True))}
         for n in names if n != "spikecast"
     }
-    return {"steps": steps, "best_s": best, "times_s": times, "peak_rss_mb": peak,
+    return {"steps": steps, "best_s": best, "times_s": times,
+            "best_cpu_s": {n: min(ts) for n, ts in cpu.items()}, "peak_rss_mb": peak,
             "batch_accuracy": acc, "ratio_to_spikecast": ratios}
 
 
@@ -165,7 +169,7 @@ def _calibrate(method: str, queue: Any) -> None:
     from spikecast.ir.graph import Add, Conv2d, Linear
     from spikecast.ir.normalize import data_based
 
-    calib = mnist_data()[0]
+    calib = mnist_data()[0]  # 2,000 samples (a copy: the rest of MNIST is freed)
     net = capture(calibration_net(), (1, 28, 28))
     before = rss_mb()
     peak_rss_reset()
@@ -215,6 +219,15 @@ def print_tables(rows: list[dict[str, Any]], calib: list[dict[str, Any]]) -> Non
                       f"{r['best_s']['spikecast']:.3f}", *cells,
                       f"{r['peak_rss_mb']['spikecast']:.0f}", *rss)
     console.print(table)
+    cpu = Table(title="process CPU time (s), best of the rounds, and peer / spikecast")
+    for col in ("model", "T", "thr", "spikecast", *peers):
+        cpu.add_column(col)
+    for r in rows:
+        sc = r["best_cpu_s"]["spikecast"]
+        cpu.add_row(r["model"], str(r["steps"]), str(r["threads"]), f"{sc:.3f}",
+                    *(f"{r['best_cpu_s'][p]:.3f} ({r['best_cpu_s'][p] / sc:.2f}x)"
+                      if p in r["best_cpu_s"] else "-" for p in peers))
+    console.print(cpu)
     acc = Table(title="batch accuracy at T (the peers max-pool spikes, spikecast gates them)")
     for col in ("model", "T", "ANN", "spikecast", *peers):
         acc.add_column(col)

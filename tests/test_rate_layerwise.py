@@ -124,8 +124,23 @@ def residual_dag(g: torch.Generator) -> Network:
     return Network(layers, tuple(f"r{i}" for i in range(len(layers))), (1, 8, 8), sources)
 
 
+def split_dag(g: torch.Generator) -> Network:
+    """A population read by a gated max-pool and by an average pool (not fused: two
+    consumers), merged again by an Add population."""
+    layers = (
+        conv(g, 1, 3, 3, 1, 0.7), ReLU(),            # 0, 1: p (3 x 8 x 8)
+        MaxPool2d((2, 2), (2, 2)),                   # 2: gate of p
+        AvgPool2d((2, 2), (2, 2)),                   # 3: current of p
+        Add((0.6, 0.9)), ReLU(),                     # 4, 5
+        Flatten(),                                   # 6
+        Linear(torch.randn(3, 48, generator=g) * 0.3),  # 7
+    )
+    sources = ((INPUT,), (0,), (1,), (1,), (2, 3), (4,), (5,), (6,))
+    return Network(layers, tuple(f"s{i}" for i in range(len(layers))), (1, 8, 8), sources)
+
+
 NETS = {"mlp": (mlp, (10,)), "cnn": (cnn_chain, (1, 12, 12)), "gates": (gate_dag, (1, 8, 8)),
-        "residual": (residual_dag, (1, 8, 8))}
+        "residual": (residual_dag, (1, 8, 8)), "split": (split_dag, (1, 8, 8))}
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -232,6 +247,7 @@ def test_block_length_is_bounded_by_memory() -> None:
     stages = net.stages()
     kinds = signal_kinds(stages, InputCoding.CONSTANT)
     run = LayerwiseRun(stages, kinds, x, IFParams(), InputCoding.CONSTANT, None)
+    assert {p: g.index for p, g in run.fused.items()} == {0: 2, 3: 5}  # both conv + pool
     assert run.block_steps(10) == 10
     big = torch.rand(2**10, 1, 12, 12, generator=g)
     run = LayerwiseRun(stages, kinds, big, IFParams(), InputCoding.CONSTANT, None)

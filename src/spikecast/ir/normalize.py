@@ -90,7 +90,7 @@ def data_based(
     percentile: float = 99.9,
     input_max: float = 1.0,
     *,
-    batch_size: int = 256,
+    batch_size: int = 128,
     device: Device | str = Device.CPU,
     progress: bool = True,
 ) -> Normalized:
@@ -158,6 +158,7 @@ class _Percentiles:
                 xb = self.x[start : start + self.batch_size].to(self.device).float()
                 for i, out in _outputs(self.net, xb, set(self.layers)):
                     count(i, out[out > 0].view(torch.int32))
+                    del out  # before the next layer runs
                 bar.advance(len(xb))
 
     def _count_high(self, i: int, bits: torch.Tensor) -> None:
@@ -206,7 +207,8 @@ def _outputs(
                 readers[k] -= 1
                 if readers[k] == 0:
                     del live[k]
-        if i in wanted:
-            yield i, out
         if readers[i]:
             live[i] = out
+        if i in wanted:
+            yield i, out
+        del out

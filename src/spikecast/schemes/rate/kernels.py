@@ -21,10 +21,17 @@ wanted".
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 
 from spikecast.ir.graph import MaxPool2d
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # OpenMP workers busy-wait after each parallel kernel and starve the torch operations
+    # that follow on a small machine (100x slower on 2 cores); the workqueue pool sleeps
+    numba.config.THREADING_LAYER = "workqueue"
 
 BLOCK = 4096  # neurons per scan task: the block's state stays in the L1/L2 cache
 NO_KEY = np.iinfo(np.int64).min  # the key of zero padding

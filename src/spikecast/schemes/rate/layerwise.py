@@ -104,6 +104,7 @@ class LayerwiseRun:
         self.events: dict[int, torch.Tensor] = {}
         self.membrane: dict[int, torch.Tensor | None] = {INPUT: None}
         self.constant: dict[int, torch.Tensor] = {}
+        self.buffers: dict[tuple[int, str], torch.Tensor] = {}
 
     def _is_gate(self, s: Stage) -> bool:
         return isinstance(s.layer, MaxPool2d) and self.kinds[s.index] is Signal.EVENTS
@@ -172,6 +173,14 @@ class LayerwiseRun:
             steps=steps,
         )
 
+    def _buffer(self, key: tuple[int, str], n: int, shape: tuple[int, ...],
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A (n, *shape) tensor for one block, the same memory every block (the first
+        block is the longest)."""
+        if key not in self.buffers or self.buffers[key].shape[0] < n:
+            self.buffers[key] = torch.empty((n, *shape), dtype=dtype, device=self.x.device)
+        return self.buffers[key][:n]
+
     def _readout(self) -> torch.Tensor:
         """Readout after every step of the block: counts so far, then membrane, then index."""
         out = self.output.index
@@ -232,7 +241,7 @@ class LayerwiseRun:
             return self.constant[s.index]
         if s.synaptic:
             first = s.layer.forward(self._step_input(s.sources[0], 0))
-            out = torch.empty((n, *first.shape), dtype=first.dtype, device=first.device)
+            out = self._buffer((s.index, "current"), n, first.shape)
             out[0] = first
             for t in range(1, n):
                 out[t] = s.layer.forward(self._step_input(s.sources[0], t))
@@ -278,8 +287,8 @@ class LayerwiseRun:
         self, s: Stage, current: torch.Tensor, n: int, keep: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (n, self.x.shape[0], *s.out_shape)
-        events = torch.empty(shape)
-        membranes = torch.empty(shape) if keep else None
+        events = self._buffer((s.index, "events"), n, shape[1:])
+        membranes = self._buffer((s.index, "membranes"), n, shape[1:]) if keep else None
         rows = 1 if current.dim() == len(shape) - 1 else n
         kernels.if_scan(
             _array(current.reshape(rows, -1)), _array(self.v[s.index].view(-1)),
@@ -294,8 +303,9 @@ class LayerwiseRun:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         constant = current.dim() == len(s.out_shape) + 1
         state = IFState(self.v[s.index])
-        events = torch.empty((n, self.x.shape[0], *s.out_shape), device=self.x.device)
-        membranes = torch.empty_like(events) if keep else None
+        shape = (self.x.shape[0], *s.out_shape)
+        events = self._buffer((s.index, "events"), n, shape)
+        membranes = self._buffer((s.index, "membranes"), n, shape) if keep else None
         for t in range(n):
             events[t], state = if_step(current if constant else current[t], state, self.neuron)
             if membranes is not None:
@@ -307,8 +317,9 @@ class LayerwiseRun:
     def _fire_and_pool(self, s: Stage, gate: Stage, current: torch.Tensor, n: int) -> None:
         planes = self.x.shape[0] * s.out_shape[0]
         shape = (n, self.x.shape[0], *gate.out_shape)
-        events = torch.empty(shape)
-        membranes = torch.empty(shape) if gate.index in self.keep_membrane else None
+        events = self._buffer((gate.index, "events"), n, shape[1:])
+        membranes = (self._buffer((gate.index, "membranes"), n, shape[1:])
+                     if gate.index in self.keep_membrane else None)
         rows = 1 if current.dim() == 4 else n
         kernels.if_pool_scan(
             _array(current.reshape(rows, planes, -1)), _array(self.v[s.index].view(planes, -1)),
@@ -327,7 +338,7 @@ class LayerwiseRun:
         batch = self.x.shape[0]
         if self.backend is Backend.NUMBA:
             planes = batch * s.in_shape[0]
-            picks = torch.empty((n, batch, *s.out_shape), dtype=torch.long)
+            picks = self._buffer((s.index, "picks"), n, (batch, *s.out_shape), torch.long)
             kernels.gate_scan(
                 _array(events.reshape(n, planes, -1)),
                 _unwanted(3) if membrane is None else _array(membrane.reshape(n, planes, -1)),
