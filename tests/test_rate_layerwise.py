@@ -24,7 +24,14 @@ from spikecast.ir.normalize import data_based
 from spikecast.schemes.rate import kernels
 from spikecast.schemes.rate.layerwise import LayerwiseRun
 from spikecast.schemes.rate.neuron import IFParams
-from spikecast.schemes.rate.sim import InputCoding, RateOutput, maxpool_pick, signal_kinds, simulate
+from spikecast.schemes.rate.sim import (
+    InputCoding,
+    RateOutput,
+    lex_argmax,
+    maxpool_pick,
+    signal_kinds,
+    simulate,
+)
 
 
 def assert_identical(a: RateOutput, b: RateOutput) -> None:
@@ -229,6 +236,20 @@ def test_gate_kernel_matches_maxpool_pick(pool: MaxPool2d) -> None:
         ref = maxpool_pick(pool, running, membranes[t])
         assert np.array_equal(picks[t].reshape(3, 2, ho, wo), ref.numpy())
     assert torch.equal(counts.reshape(3, 2, 7, 6), running)
+
+
+def test_readout_kernel_matches_lex_argmax() -> None:
+    # many ties in counts and in membranes (quarter steps, -0 beside +0)
+    g = torch.Generator().manual_seed(6)
+    events = (torch.rand(9, 40, 5, generator=g) < 0.3).float()
+    membranes = torch.randint(-2, 3, (9, 40, 5), generator=g).float() / 4
+    membranes[3, 0] = torch.tensor([-0.0, 0.0, -0.0, 0.0, -0.0])
+    before = torch.randint(0, 3, (40, 5), generator=g).float()
+    after = before + events.sum(0)
+    predictions = np.empty((9, 40), dtype=np.int64)
+    kernels.readout(events.numpy(), membranes.numpy(), after.numpy(), predictions)
+    expected = lex_argmax(before + events.cumsum(0), membranes, dim=2)
+    assert np.array_equal(predictions, expected.numpy())
 
 
 def test_window_table_marks_padding() -> None:

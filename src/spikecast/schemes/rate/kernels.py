@@ -170,3 +170,25 @@ def gate_scan(events, membranes, counts, table, picks):
                 cp[i] += ev[i]
             _keys(cp, membranes[t, p] if has_mem else zeros, plus, keys)
             _pick(keys, table, picks[t, p])
+
+
+@numba.njit(cache=True)
+def readout(events, membranes, counts, predictions):
+    """Readout after every step of a block: events and membranes (steps, B, K) of the output
+    population, counts (B, K) its counts after the block; writes predictions (steps, B), the
+    neuron with the most spikes so far, ties to the larger membrane, then the lower index."""
+    steps, batch, k = events.shape
+    running = np.empty(k, dtype=np.float32)
+    for b in range(batch):
+        for j in range(k):
+            running[j] = counts[b, j]
+            for t in range(steps):
+                running[j] -= events[t, b, j]
+        for t in range(steps):
+            best = 0
+            for j in range(k):
+                running[j] += events[t, b, j]
+                c, u = running[j], membranes[t, b, j]
+                if j and (c > running[best] or (c == running[best] and u > membranes[t, b, best])):
+                    best = j
+            predictions[t, b] = best

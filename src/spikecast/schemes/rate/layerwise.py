@@ -8,7 +8,9 @@ steps (its inputs for all n steps are already known). Within a block:
 * a synaptic layer receives, for every step, the tensor the step-by-step reference
   (:mod:`spikecast.schemes.rate.stepwise`) gives it (a fresh contiguous (batch, ...) tensor
   of the same values) and is called once per step, so its currents are the reference's bit
-  for bit whatever the kernel's summation order;
+  for bit whatever the kernel's summation order (a BLAS or oneDNN call is deterministic for
+  equal inputs, shapes and thread count; it may round differently for another row count,
+  which is why the steps are not stacked into one call);
 * Add, Concat and Flatten are elementwise or pure routing: applied to the whole block;
 * a population's IF scan runs over the block in one kernel (:mod:`.kernels` on the CPU, a
   loop of :func:`~spikecast.schemes.rate.neuron.if_step` on other devices); a gated
@@ -40,6 +42,7 @@ from spikecast.schemes.rate.signals import (
 )
 
 BLOCK_BYTES = 16 * 2**20
+PARALLEL_WORK = 2**22
 
 
 class Backend(Choice):
@@ -154,7 +157,6 @@ class LayerwiseRun:
         batch = self.x.shape[0]
         predictions = torch.empty(steps, batch, dtype=torch.long, device=self.x.device)
         threads = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         try:
             for start in range(0, steps, block):
                 n = min(block, steps - start)
@@ -173,6 +175,12 @@ class LayerwiseRun:
             steps=steps,
         )
 
+    def _threads(self, work: int) -> None:
+        """Kernel threads: torch's intra-op count for large kernels, 1 below
+        :data:`PARALLEL_WORK` neuron-steps (a parallel launch costs more than it saves)."""
+        wanted = torch.get_num_threads() if work >= PARALLEL_WORK else 1
+        numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
+
     def _buffer(self, key: tuple[int, str], n: int, shape: tuple[int, ...],
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A (n, *shape) tensor for one block, the same memory every block (the first
@@ -184,9 +192,14 @@ class LayerwiseRun:
     def _readout(self) -> torch.Tensor:
         """Readout after every step of the block: counts so far, then membrane, then index."""
         out = self.output.index
-        events = self.events[out]
-        counts = self.counts[out] - events.sum(0) + events.cumsum(0)
-        return lex_argmax(counts.flatten(2), self.membrane[out].flatten(2), dim=2)
+        events, membranes = self.events[out].flatten(2), self.membrane[out].flatten(2)
+        if self.backend is Backend.NUMBA:
+            predictions = torch.empty(events.shape[:2], dtype=torch.long)
+            kernels.readout(_array(events), _array(membranes),
+                            _array(self.counts[out].flatten(1)), predictions.numpy())
+            return predictions
+        counts = self.counts[out].flatten(1) - events.sum(0) + events.cumsum(0)
+        return lex_argmax(counts, membranes, dim=2)
 
     def _block(self, n: int) -> None:
         self.value.clear()
@@ -290,6 +303,7 @@ class LayerwiseRun:
         events = self._buffer((s.index, "events"), n, shape[1:])
         membranes = self._buffer((s.index, "membranes"), n, shape[1:]) if keep else None
         rows = 1 if current.dim() == len(shape) - 1 else n
+        self._threads(events.numel())
         kernels.if_scan(
             _array(current.reshape(rows, -1)), _array(self.v[s.index].view(-1)),
             _array(self.counts[s.index].view(-1)), self.theta32,
@@ -321,6 +335,7 @@ class LayerwiseRun:
         membranes = (self._buffer((gate.index, "membranes"), n, shape[1:])
                      if gate.index in self.keep_membrane else None)
         rows = 1 if current.dim() == 4 else n
+        self._threads(n * self.v[s.index].numel())
         kernels.if_pool_scan(
             _array(current.reshape(rows, planes, -1)), _array(self.v[s.index].view(planes, -1)),
             _array(self.counts[s.index].view(planes, -1)), self.theta32,
@@ -339,6 +354,7 @@ class LayerwiseRun:
         if self.backend is Backend.NUMBA:
             planes = batch * s.in_shape[0]
             picks = self._buffer((s.index, "picks"), n, (batch, *s.out_shape), torch.long)
+            self._threads(events.numel())
             kernels.gate_scan(
                 _array(events.reshape(n, planes, -1)),
                 _unwanted(3) if membrane is None else _array(membrane.reshape(n, planes, -1)),
