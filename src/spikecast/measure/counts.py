@@ -8,16 +8,12 @@ multiply-accumulates of one dense forward pass.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from spikecast.ir.graph import AvgPool2d, Conv2d, Layer, Linear, Network, Stage
 from spikecast.measure.result import LayerStats
-
-if TYPE_CHECKING:
-    pass
 
 
 def layer_macs(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
@@ -54,22 +50,38 @@ def neuron_count(net: Network) -> int:
 def fan_out(layer: Layer, in_shape: tuple[int, ...]) -> torch.Tensor:
     """Connections leaving each input position of a synaptic layer (shape ``in_shape``).
 
-    Computed exactly as d(sum of outputs)/d(input) with every weight set to 1, so
-    zero padding and borders are accounted for.
+    fan_out = W^T 1 with every weight set to 1: the transposed layer (a transposed
+    convolution for Conv2d and AvgPool2d, one channel at a time for the pool) applied to an
+    all-ones output, so zero padding and borders are accounted for; no autograd, so it
+    works under ``torch.no_grad()`` and ``torch.inference_mode()``.
     """
-    x = torch.ones(1, *in_shape, requires_grad=True)
     if isinstance(layer, Linear):
-        y = F.linear(x, torch.ones_like(layer.weight))
-    elif isinstance(layer, Conv2d):
-        y = F.conv2d(x, torch.ones_like(layer.weight), None, layer.stride, layer.padding, 1,
-                     layer.groups)
-    elif isinstance(layer, AvgPool2d):
-        k = math.prod(layer.kernel_size)
-        y = F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding) * k
-    else:
-        raise ValueError(f"fan_out is defined for synaptic layers, not {type(layer).__name__}")
-    y.sum().backward()
-    return x.grad[0].detach().round()
+        return torch.full(in_shape, float(layer.weight.shape[0]))
+    if isinstance(layer, Conv2d):
+        out_ch, _, kh, kw = layer.weight.shape
+        return _transposed_ones(in_shape, out_ch, (kh, kw), layer.stride, layer.padding,
+                                layer.groups)
+    if isinstance(layer, AvgPool2d):
+        return _transposed_ones(in_shape, in_shape[0], layer.kernel_size, layer.stride,
+                                layer.padding, in_shape[0])
+    raise ValueError(f"fan_out is defined for synaptic layers, not {type(layer).__name__}")
+
+
+def _transposed_ones(
+    in_shape: tuple[int, ...], out_ch: int, kernel: tuple[int, int], stride: tuple[int, int],
+    padding: tuple[int, int], groups: int,
+) -> torch.Tensor:
+    """conv_transpose2d of an all-ones output through all-ones weights, cropped to
+    ``in_shape``: how many (output channel, position) pairs read each input."""
+    c, h, w = in_shape
+    out_hw = [(size + 2 * p - k) // s + 1
+              for size, k, s, p in zip((h, w), kernel, stride, padding, strict=True)]
+    extra = [size - ((o - 1) * s - 2 * p + k)
+             for size, o, k, s, p in zip((h, w), out_hw, kernel, stride, padding, strict=True)]
+    ones_out = torch.ones(1, out_ch, *out_hw, dtype=torch.float64)
+    ones_w = torch.ones(out_ch, c // groups, *kernel, dtype=torch.float64)
+    fan = F.conv_transpose2d(ones_out, ones_w, None, stride, padding, tuple(extra), groups)
+    return fan[0].float()
 
 
 class SpikeCounter:

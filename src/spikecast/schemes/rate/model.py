@@ -54,6 +54,7 @@ class RateModel(SpikingModel):
             self.recipe.neuron,
             self.recipe.input_coding,
             generator if generator is not None else self._generator(),
+            device=self.recipe.device,
         )
 
     def rates(self, x: torch.Tensor, steps: int | None = None) -> list[torch.Tensor]:

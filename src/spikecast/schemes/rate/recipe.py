@@ -15,6 +15,7 @@ import torch
 
 from spikecast.checks import require_seed
 from spikecast.choice import Choice
+from spikecast.device import Device
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import apply_scales, data_based, model_based
 from spikecast.measure.readout import Readout
@@ -51,7 +52,8 @@ class RateRecipe(Recipe):
 
     ``percentile`` is the data-based normalization percentile (100 = max-norm);
     ``threshold`` theta is the IF threshold (spikes carry charge theta); ``seed`` seeds
-    Poisson input; ``readout`` how the class is read (:mod:`spikecast.measure.readout`).
+    Poisson input; ``readout`` how the class is read (:mod:`spikecast.measure.readout`);
+    ``device`` is where simulation and calibration run (cpu, cuda, auto).
     Enum fields accept their string values.
     """
 
@@ -66,6 +68,7 @@ class RateRecipe(Recipe):
     seed: int = 0
     threshold: float = 1.0
     readout: Readout = Readout.COUNT_MEMBRANE
+    device: Device = Device.CPU
 
     def __post_init__(self) -> None:
         if (
@@ -82,6 +85,7 @@ class RateRecipe(Recipe):
         neuron = IFParams(self.threshold, self.reset)
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))
+        object.__setattr__(self, "device", Device(self.device))
         object.__setattr__(self, "percentile", float(self.percentile))
         object.__setattr__(self, "readout", Readout(self.readout))
         object.__setattr__(self, "reset", neuron.reset)
@@ -99,7 +103,8 @@ class RateRecipe(Recipe):
                     "rate recipe: normalization='data' needs calibration inputs (calib_x); "
                     "pass them or use normalization='model' or 'none'"
                 )
-            return RateCalibration(data_based(net, calib_x, self.percentile).scales)
+            return RateCalibration(
+                data_based(net, calib_x, self.percentile, device=self.device).scales)
         if self.normalization is Normalization.MODEL:
             return RateCalibration(model_based(net).scales)
         return RateCalibration(tuple(1.0 for _ in net.layers))

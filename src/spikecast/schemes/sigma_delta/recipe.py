@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikecast.device import Device
 from spikecast.ir.graph import Network
 from spikecast.measure.readout import Readout
 from spikecast.schemes.base import Calibration, Recipe, require_positive
@@ -55,7 +56,8 @@ class SigmaDeltaRecipe(Recipe):
     :class:`Calibrated`; ``rule``: 'exact' or 'paper'; ``mode``: 'event' or 'timeslice';
     ``input_threshold``: pixels above it spike once at 1 - p; ``delay``: synaptic delay (TU);
     ``time_points``: how many points of the accuracy-vs-time curve (0 .. 1 - threshold);
-    ``readout``: how the class is read from the output (:mod:`spikecast.measure.readout`)."""
+    ``readout``: how the class is read from the output (:mod:`spikecast.measure.readout`);
+    ``device``: where the timeslice simulator runs (the event kernel runs on the CPU)."""
 
     name: ClassVar[str] = "sigma-delta"
     calibration_type: ClassVar[type[Calibration]] = SigmaDeltaCalibration
@@ -66,7 +68,7 @@ class SigmaDeltaRecipe(Recipe):
     input_threshold: float = 0.2
     delay: float = 0.0
     time_points: int = 81
-    device: str = "cpu"
+    device: Device = Device.CPU
     readout: Readout = Readout.COUNT_MEMBRANE
 
     def __post_init__(self) -> None:
@@ -77,6 +79,12 @@ class SigmaDeltaRecipe(Recipe):
         except ValueError:
             allowed = ", ".join(repr(m.value) for m in SimMode)
             raise ValueError(f"unknown mode {self.mode!r}; allowed: {allowed}") from None
+        object.__setattr__(self, "device", Device(self.device))
+        if self.mode is SimMode.EVENT and self.device is Device.CUDA:
+            raise ValueError(
+                "sigma-delta: device='cuda' needs mode='timeslice'; the event-driven kernel "
+                "runs on the CPU only (use device='cpu' or 'auto')"
+            )
         object.__setattr__(self, "theta", parse_spec(self.theta))
         if isinstance(self.theta, (int, float)):
             object.__setattr__(self, "theta", check_theta(self.theta))

@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from spikecast.device import Device, resolve_device
 from spikecast.ir.graph import Conv2d, Layer, Linear
 from spikecast.schemes.sigma_delta.encoding import check_input
 from spikecast.schemes.sigma_delta.neuron import FiringRule, NeuronParams, fire_count
@@ -84,10 +85,10 @@ class TimeSliceSimulator(SimulatorSettings):
         input_threshold: float = 0.2,
         delay: float = 0.0,
         n_time_points: int = 81,
-        device: str | torch.device = "cpu",
+        device: Device | str = Device.CPU,
     ) -> None:
         super().__init__(program, rule, input_threshold, delay, n_time_points)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         p = program
         self.incoming: list[list[tuple[int, _Edge]]] = [[] for _ in range(p.n_nodes)]
         self.pools: dict[int, tuple[int, Layer]] = {}

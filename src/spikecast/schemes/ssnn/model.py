@@ -96,7 +96,7 @@ class SSNNModel(SpikingModel):
         phase = self.circuit.params.encoder.phases(self.circuit.n_inputs)
         if self.recipe.simulator is Simulator.CLOCK:
             return simulate_clock(self.circuit, duty, phase, self.recipe.dt,
-                                  self.recipe.n_points)
+                                  self.recipe.n_points, self.recipe.device)
         return simulate_events(self.circuit, duty, phase, self.recipe.n_points)
 
     def neuron_spike_counts(self, x: torch.Tensor) -> list[torch.Tensor]:

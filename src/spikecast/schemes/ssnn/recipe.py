@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikecast.device import Device
 from spikecast.energy.presets import get_preset
 from spikecast.ir.graph import Network
 from spikecast.ir.normalize import model_based
@@ -63,7 +64,8 @@ class SSNNRecipe(Recipe):
     counts first and membrane potentials second (:mod:`spikecast.measure.readout`).
     ``t_ref`` None = 1 / 5.3 MHz - spike_width. Biases (and the ``fold`` input offset)
     become constant current sources. ``simulator`` picks the exact event-driven simulator
-    or the clock-driven one (step ``dt``); the accuracy curve has ``n_points`` points.
+    or the clock-driven one (step ``dt``, on ``device``: cpu, cuda or auto; the event-driven
+    simulator runs on the CPU); the accuracy curve has ``n_points`` points.
     Power and energy come from the ``energy_preset`` (:mod:`spikecast.energy.circuit`); the
     activity energy counts hidden and output spikes.
     """
@@ -95,6 +97,7 @@ class SSNNRecipe(Recipe):
     n_points: int = 50
     energy_preset: str = "ssnn-180nm"
     readout: Readout = Readout.COUNT_MEMBRANE
+    device: Device = Device.CPU
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
@@ -107,6 +110,12 @@ class SSNNRecipe(Recipe):
         put("input_mapping", parse_enum(InputMapping, self.input_mapping, "input_mapping"))
         put("simulator", parse_enum(Simulator, self.simulator, "simulator"))
         put("readout", Readout(self.readout))
+        put("device", Device(self.device))
+        if self.simulator is Simulator.EVENT and self.device is Device.CUDA:
+            raise ValueError(
+                "ssnn: device='cuda' needs simulator='clock'; the event-driven simulator runs "
+                "on the CPU only (use device='cpu' or 'auto')"
+            )
         for key in ("rate_target", "output_rate_target"):
             target = getattr(self, key)
             if not 0 < target <= 1:
