@@ -252,3 +252,16 @@ def test_network_ending_in_relu_exports_and_round_trips(tmp_path: Path):
     a, b = model.simulate(x), back.simulate(x)
     for ca, cb in zip(a.counts, b.counts, strict=True):
         assert torch.equal(ca, cb) and ca.sum() > 0
+
+
+def test_initial_membrane_refused_then_approximated_and_restored():
+    model = _rate(_fc(), reset="zero", v_init=0.5)
+    with pytest.raises(ValueError, match=r"starts at v = 0.*v_init = 0.5.*approximate=True"):
+        export_nir(model)
+    g = export_nir(model, approximate=True)
+    (change,) = _meta(g)["approximations"]
+    assert "v_init = 0.5" in change
+    assert read_nir(g).recipe.v_init == 0.5  # spikecast's own recipe comes back
+    foreign = export_nir(_rate(_fc(), reset="zero"))
+    foreign.metadata.pop("spikecast")
+    assert read_nir(foreign).recipe.v_init == 0.0  # NIR's IF starts at 0

@@ -322,7 +322,7 @@ def test_string_params_become_enums() -> None:
     assert recipe.input_coding is InputCoding.POISSON
     assert recipe.params() == {
         "steps": 64, "normalization": "model", "percentile": 99.9, "reset": "zero",
-        "input_coding": "poisson", "seed": 0, "threshold": 1.0,
+        "input_coding": "poisson", "seed": 0, "threshold": 1.0, "v_init": 0.0,
     }
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from spikecast import __version__
 from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.finetune.record import recorded_scheme
 from spikecast.frontends.torch_fx import capture
 from spikecast.io.annfile import load_model, save_model
 from spikecast.io.snnfile import load_converted, model_from_file
@@ -157,8 +158,10 @@ def _load_ann(
 def convert(
     model: Annotated[Path, typer.Argument(
         help="ANN: .safetensors with JSON sidecar, or an .onnx file (then pass --dataset).")],
-    scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(scheme_names())}.")],
     out: Annotated[Path, typer.Option(help="Converted network file to write (.spikecast).")],
+    scheme: Annotated[str | None, typer.Option(
+        help=f"One of: {', '.join(scheme_names())} (default: the one the model was "
+             "fine-tuned for).")] = None,
     param: Params = None,
     dataset: DatasetOpt = None,
     data_dir: DataDir = None,
@@ -170,7 +173,10 @@ def convert(
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
     try:
         net, data, meta = _load_ann(model, dataset, data_dir, seed)
-        params = parse_params(param)
+        scheme, params = recorded_scheme(meta, scheme, parse_params(param))
+        if scheme is None:
+            raise ValueError(f"{model} was not fine-tuned for a scheme; pass --scheme "
+                             f"({', '.join(scheme_names())})")
         recipe = get_recipe(scheme, **params)
         snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
                                                                     seed)))
@@ -190,7 +196,8 @@ def evaluate(
         help="A converted .spikecast file, a NIR graph (.nir, needs --dataset) or an ANN "
              "(.safetensors, or .onnx with --dataset).")],
     scheme: Annotated[
-        str | None, typer.Option(help="Convert an ANN file with this scheme first.")
+        str | None, typer.Option(help="Convert an ANN file with this scheme first (default: "
+                                      "the one a fine-tuned model file records).")
     ] = None,
     param: Params = None,
     dataset: DatasetOpt = None,
@@ -217,7 +224,8 @@ def _evaluate(
 ) -> RunResults:
     torch.manual_seed(seed)
     if path.suffix.lower() in (".safetensors", ".onnx"):
-        ann, data, _ = _load_ann(path, dataset, data_dir, seed)
+        ann, data, meta = _load_ann(path, dataset, data_dir, seed)
+        scheme, params = recorded_scheme(meta, scheme, params)
         snn_name = scheme
         if scheme is not None:
             recipe = get_recipe(scheme, **params)
@@ -261,6 +269,7 @@ def _evaluate(
 
 
 def _register_scheme_commands() -> None:
+    from spikecast.cli.finetune import register as register_finetune
     from spikecast.cli.nir import register as register_nir
     from spikecast.cli.report import register as register_report
     from spikecast.cli.sigma_delta import register as register_sigma_delta
@@ -270,6 +279,7 @@ def _register_scheme_commands() -> None:
     register_sigma_delta(app, reproduce_app)
     register_report(app)
     register_nir(app)
+    register_finetune(app)
 
 
 _register_scheme_commands()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer
+from spikecast.finetune.quantizers import Quantizer
 from spikecast.zoo.train import LRSchedule
 
 console = Console()
@@ -103,9 +103,9 @@ def reproduce_sigma_delta_mnist(
 ) -> None:
     """Table I of the sigma-delta paper: ANN, Q-ANN and event-driven SNN at theta 1.0 and
     2.0, and the rate-coded baseline at 25 and 15 steps, on the MNIST test set."""
-    ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed,
-                        quantizer=finetune_quantizer, lr=finetune_lr, schedule=finetune_schedule,
-                        max_shift=finetune_max_shift)
+    ft = {"epochs": finetune_epochs, "spike_weight": spike_weight,
+          "quantizer": finetune_quantizer, "lr": finetune_lr, "schedule": finetune_schedule,
+          "max_shift": finetune_max_shift}
     from spikecast.papers.sigma_delta_yousefzadeh.reproduce import ReproduceConfig, reproduce
 
     config = ReproduceConfig(

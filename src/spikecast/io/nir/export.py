@@ -18,6 +18,8 @@ grid with dt = 1 (one NIR time unit per simulation step). Networks the simulator
   e.g. the default 1, where the multiplication is skipped). Average pools have no weights:
   a ``Scale(theta)`` node precedes them when theta != 1. Biases are not scaled: NIR's
   Affine bias is a constant current, added every step, as in spikecast.
+* Initial state. NIR's IF starts at v = 0: a recipe with ``v_init`` > 0 is refused unless
+  ``approximate=True``, which writes v(0) = 0 and lists the change.
 * Input. The Input node has the per-sample shape; under ``constant`` coding the analog x
   is fed every step, under ``poisson`` coding unit spikes are (recorded in the metadata).
 * Max-pooling. NIR has none; export refuses unless ``approximate=True``, which writes a
@@ -104,6 +106,17 @@ def _check_model(model: SpikingModel, ctx: ExportContext) -> RateModel:
         ctx.approximations.append(
             "reset by subtraction (v <- v - theta) written as reset to zero (v <- 0); "
             "restored by spikecast"
+        )
+    if model.recipe.v_init != 0.0:
+        if not ctx.approximate:
+            raise ValueError(
+                f"NIR's IF neuron starts at v = 0; it cannot express the initial membrane "
+                f"v_init = {model.recipe.v_init} x theta. Convert with v_init=0, or export with "
+                "approximate=True (--approximate) to start at 0 (recorded in the graph metadata)"
+            )
+        ctx.approximations.append(
+            f"initial membrane v_init = {model.recipe.v_init} x theta written as 0; restored "
+            "by spikecast"
         )
     return model
 

@@ -265,7 +265,7 @@ def _read_chain(graph: nir.NIRGraph) -> tuple[Network, float]:
 def _recipe(
     meta: dict[str, Any], theta: float, overrides: dict[str, Any]
 ) -> RateRecipe:
-    params: dict[str, Any] = {"reset": "zero"}
+    params: dict[str, Any] = {"reset": "zero", "v_init": 0.0}  # NIR's IF: reset to 0, v(0) = 0
     # the graph holds normalized weights: spikecast's own recorded normalization is done
     params |= meta.get("recipe", {}) | {"normalization": "none"}
     recorded = params.get("threshold")

@@ -45,8 +45,9 @@ class RateRecipe(Recipe):
     """Rate coding with IF neurons over ``steps`` clock steps.
 
     ``percentile`` is the data-based normalization percentile (100 = max-norm);
-    ``threshold`` theta is the IF threshold (spikes carry charge theta); ``seed`` seeds
-    Poisson input. Enum fields accept their string values.
+    ``threshold`` theta is the IF threshold (spikes carry charge theta); ``v_init`` the
+    initial membrane as a fraction of theta; ``seed`` seeds Poisson input. Enum fields
+    accept their string values.
     """
 
     name: ClassVar[str] = "rate"
@@ -59,6 +60,7 @@ class RateRecipe(Recipe):
     input_coding: InputCoding = InputCoding.CONSTANT
     seed: int = 0
     threshold: float = 1.0
+    v_init: float = 0.0
 
     def __post_init__(self) -> None:
         if (
@@ -73,16 +75,17 @@ class RateRecipe(Recipe):
             raise ValueError(f"rate recipe: percentile must be in (0, 100], got {self.percentile}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"rate recipe: seed must be an integer, got {self.seed!r}")
-        neuron = IFParams(self.threshold, self.reset)
+        neuron = IFParams(self.threshold, self.reset, self.v_init)
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "input_coding", InputCoding(self.input_coding))
         object.__setattr__(self, "percentile", float(self.percentile))
         object.__setattr__(self, "reset", neuron.reset)
         object.__setattr__(self, "threshold", neuron.threshold)
+        object.__setattr__(self, "v_init", neuron.v_init)
 
     @property
     def neuron(self) -> IFParams:
-        return IFParams(self.threshold, self.reset)
+        return IFParams(self.threshold, self.reset, self.v_init)
 
     def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> RateCalibration:
         """lambda_l from ``calib_x`` (data), from the weights (model), or 1 (none)."""

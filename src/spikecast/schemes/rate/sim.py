@@ -229,7 +229,7 @@ class _Run:
         self.coding, self.generator = coding, generator
         batch = x.shape[0]
         self.pops = [s for s in stages if s.population]
-        self.state = {s.index: IFState.zeros((batch, *s.out_shape)) for s in self.pops}
+        self.state = {s.index: IFState.initial((batch, *s.out_shape), neuron) for s in self.pops}
         self.counts = {s.index: torch.zeros(batch, *s.out_shape) for s in self.pops}
         self.arrivals: dict[int, torch.Tensor] = {}
         for s in stages:
