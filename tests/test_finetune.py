@@ -148,6 +148,26 @@ def test_rate_snn_of_the_tuned_network_emits_the_qcfs_levels() -> None:
     assert torch.equal(counts, per_neuron)
 
 
+def test_an_average_pool_population_keeps_its_inputs_lambda() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8, 3))
+    net = capture(model, (1, 8, 8))
+    x = torch.rand(16, 1, 8, 8)
+    recipe = RateRecipe(steps=4, threshold=0.5)
+    prepared = prepare(recipe, net, x, Quantizer.QCFS)
+    pooled_input, conv, pooled = prepared.quantizers
+    assert pooled_input.lam is None and pooled.lam is None and conv.lam is not None
+    with torch.no_grad():
+        conv.lam.fill_(3.0)
+    assert pooled_input.scale().item() == 0.5  # the input's scale (1) x theta
+    assert pooled.scale().item() == 3.0
+    tuned, _, record = finish(recipe, prepared, x)
+    assert record["lambdas"] == [0.5, 3.0, 3.0]
+    plain = prepared.module.to_network()  # the same weights, not rescaled
+    assert torch.equal(tuned(x).argmax(1), plain(x).argmax(1))  # positive rescaling only
+
+
 def _data(n: int = 120) -> Dataset:
     torch.manual_seed(1)
     x = torch.rand(n, 6)

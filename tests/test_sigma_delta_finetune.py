@@ -14,9 +14,13 @@ from typer.testing import CliRunner
 import spikecast
 from spikecast.cli.sigma_delta import register
 from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.finetune.api import split_indices
 from spikecast.finetune.hysteresis import measure_up_rates
 from spikecast.finetune.quantizers import Quantizer, QuantReLU
+from spikecast.frontends.torch_fx import capture
 from spikecast.schemes import convert, get_recipe
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta.thresholds import Calibrated
 from spikecast.zoo.pretrained import load_pretrained
 from spikecast.zoo.train import evaluate_ann
 
@@ -104,6 +108,22 @@ def test_finetune_returns_a_trained_copy_at_the_calibrated_thetas(quantizer):
     ups = tuned.info["finetune"]["up_rates"]
     assert len(ups) == 2 and (all(u >= 0 for u in ups) if quantizer == "hysteresis"
                               else ups == [0.0, 0.0])
+
+
+def test_thresholds_and_hysteresis_rates_are_those_of_the_recipes_calibration():
+    model, data = _toy_model(), _toy_data()
+    spec = {"fraction": 0.5, "percentile": 90.0}
+    tuned = spikecast.finetune(model, "sigma-delta", data, 1, params={"theta": spec},
+                               progress=False)
+    train_idx, _ = split_indices(len(data.x_train), 0.1, seed=0)
+    calib_x = data.x_train[train_idx]  # all training samples (fewer than calib_samples)
+    net = capture(model, (4,))
+    recipe = SigmaDeltaRecipe(theta=Calibrated(0.5, 90.0))
+    calibration = recipe.calibrate(net, calib_x)
+    assert tuned.params["theta"] == list(calibration.thetas)
+    ups = measure_up_rates(recipe.build(net, calibration), calib_x)
+    assert tuned.info["finetune"]["up_rates"] == [ups[0], ups[2]]  # the two ReLU layers
+    assert tuned.convert().thetas == calibration.thetas
 
 
 def test_zero_epochs_keep_the_weights():

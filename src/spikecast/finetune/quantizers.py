@@ -90,7 +90,9 @@ class QCFS(nn.Module):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"QCFS needs an integer number of time steps >= 1, got {steps!r}")
         self.steps = steps
-        self.tied = tied
+        self.tied = tuple(q for q in tied if isinstance(q, QCFS))
+        fixed = [float(q) for q in tied if not isinstance(q, QCFS)]
+        self.register_buffer("fixed", torch.tensor(max(fixed)) if fixed else None)
         if tied:
             self.register_parameter("lam", None)
         else:
@@ -103,9 +105,8 @@ class QCFS(nn.Module):
         """lambda (a tied quantizer's: the largest of the quantizers it is tied to)."""
         if self.lam is not None:
             return self.lam
-        return torch.stack([
-            q.scale() if isinstance(q, QCFS) else torch.tensor(float(q)) for q in self.tied
-        ]).max()
+        scales = [q.scale() for q in self.tied]
+        return torch.stack(scales + ([self.fixed] if self.fixed is not None else [])).max()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lam = self.scale()
