@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from dag_models import Inception, ResidualBlock, trained_like
 from torch import nn
 
 import spikecast
@@ -32,7 +33,6 @@ from spikecast.ir.graph import (
     ReLU,
 )
 from spikecast.schemes.rate import RateRecipe
-from tests.dag_models import Inception, ResidualBlock, trained_like
 
 # T = 4, lambda = 2: z T / lambda + 1/2 = 2 z + 1/2 -> floor -> / 4 -> clip [0, 1] -> x 2
 Z = [-1.0, 0.2, 0.3, 0.75, 1.0, 2.5, 3.0]
@@ -286,3 +286,17 @@ def test_digits_mlp_tuned_for_sigma_delta_converts_with_its_thetas() -> None:
     snn = tuned.convert()
     assert snn.thetas == (0.5, 0.5)
     assert tuned.info["dataset"] == "digits" and tuned.info["finetune"]["val_samples"] == 144
+
+
+def test_a_nir_graph_is_fine_tuned_without_its_python_class(tmp_path) -> None:
+    pytest.importorskip("nir")
+    from spikecast.io.nir import read_nir, write_nir
+
+    snn = spikecast.convert(_mlp(), "rate", calib_x=_data().x_train, reset="zero", v_init=0.0)
+    path = write_nir(snn, tmp_path / "m.nir")
+    tuned = spikecast.finetune(path, "rate", _data(), 1, params={"steps": 4}, lr=1e-2,
+                               progress=False)
+    x = torch.rand(8, 6)
+    start = read_nir(path).ann
+    assert tuned.info["base_model"] == str(path.resolve())
+    assert tuned.network.names == start.names and not torch.equal(tuned.network(x), start(x))

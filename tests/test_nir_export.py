@@ -51,7 +51,8 @@ def _conv_pool(pool: type) -> Network:
 
 
 def _rate(net: Network, **params) -> RateModel:
-    return convert(net, RateRecipe(normalization="none", **params))
+    """NIR's IF starts at v = 0: exported models use ``v_init=0`` unless a test says so."""
+    return convert(net, RateRecipe(normalization="none", **({"v_init": 0.0} | params)))
 
 
 def _meta(graph) -> dict:
@@ -165,7 +166,7 @@ def test_write_nir_reads_back(tmp_path: Path):
 def test_cli_export_nir(tmp_path: Path):
     net = _conv_pool(MaxPool2d)
     snn = tmp_path / "m.spikecast"
-    params = get_recipe("rate", reset="zero", normalization="none").params()
+    params = get_recipe("rate", reset="zero", normalization="none", v_init=0.0).params()
     convert(net, RateRecipe(**params)).save(snn)
     app = typer.Typer()
     register(app)
@@ -233,7 +234,7 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     app.command("noop")(lambda: None)
     net = _fc()
     snn = tmp_path / "m.spikecast"
-    params = get_recipe("rate", reset="zero", normalization="none").params()
+    params = get_recipe("rate", reset="zero", normalization="none", v_init=0.0).params()
     convert(net, RateRecipe(**params)).save(snn)
     result = CliRunner().invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
     assert result.exit_code == 2 and "needs the nir package" in result.output
@@ -245,7 +246,7 @@ def test_network_ending_in_relu_exports_and_round_trips(tmp_path: Path):
          Linear(torch.tensor([[1.0, 0.5]])), ReLU()),
         ("fc1", "relu1", "fc2", "relu2"), (2,),
     )
-    recipe = RateRecipe(normalization="none", steps=12, reset="zero")
+    recipe = RateRecipe(normalization="none", steps=12, reset="zero", v_init=0.0)
     model = recipe.build(net, recipe.calibrate(net, None))
     back = read_nir(write_nir(model, tmp_path / "r.nir"))
     x = torch.tensor([[1.0, 0.5], [0.2, 0.9]])

@@ -133,7 +133,8 @@ def _rate_rows(
     rows = []
     for t in steps:
         log(f"rate-coded baseline, {t} steps")
-        res = convert(model, get_recipe("rate", steps=t), calib_x).evaluate(x, y, progress=True)
+        recipe = get_recipe("rate", steps=t, v_init=0.0)  # the toolbox's v(0) = 0
+        res = convert(model, recipe, calib_x).evaluate(x, y, progress=True)
         rows.append({
             "scheme": "rate", "steps": t, "model": model_name, "accuracy": res.accuracy,
             "spikes_per_neuron": res.spikes_per_neuron, "synaptic_updates": res.synaptic_events,
