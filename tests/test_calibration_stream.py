@@ -4,11 +4,9 @@ oracle, over all positive outputs at once) whatever the batch size, and a lazy p
 import pytest
 import torch
 
-from spikecast import progress
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Add, Conv2d, Linear, Network, ReLU
 from spikecast.ir.normalize import data_based
-from spikecast.progress import LazyProgress
 from spikecast.zoo.models import get_architecture
 
 
@@ -46,17 +44,3 @@ def test_a_layer_never_positive_keeps_its_input_scale() -> None:
     assert norm.scales[0] == 1.0
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         data_based(net, torch.rand(8, 3), batch_size=0)
-
-
-def test_lazy_progress_appears_only_after_the_delay(monkeypatch) -> None:
-    with LazyProgress("quick", 10) as bar:
-        bar.advance(10)
-        assert bar.bar is None  # finished well before SHOW_AFTER_S
-    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
-    with LazyProgress("slow", 10) as bar:
-        bar.advance(4)
-        assert bar.bar is not None
-        assert bar.bar.tasks[0].completed == 4
-    with LazyProgress("off", 10, enabled=False) as bar:
-        bar.advance(4)
-        assert bar.bar is None

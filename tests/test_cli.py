@@ -160,7 +160,7 @@ def test_export_nir_then_evaluate_the_nir_file_gives_the_same_result(wine_model,
     pytest.importorskip("nir")
     snn, graph = tmp_path / "w.spikecast", tmp_path / "w.nir"
     res = runner.invoke(app, ["convert", str(wine_model), "--scheme", "rate", "-p", "steps=30",
-                              "-p", "reset=zero", "--out", str(snn)])
+                              "-p", "reset=zero", "-p", "v_init=0", "--out", str(snn)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["export-nir", str(snn), str(graph)])
     assert res.exit_code == 0, res.output

@@ -135,7 +135,7 @@ def test_residual_spike_train_golden() -> None:
     # x = 1 constant. h: v .5, 1.0->s2->0, .5, 1.0->s4, .5, 1.0->s6: spikes at 2, 4, 6.
     # out gets 1.0 * theta * s_h(t) + 0.25 every step (reset by subtraction):
     #   t1 .25; t2 1.5->s->.5; t3 .75; t4 2.0->s->1.0; t5 1.25->s->.25; t6 1.5->s->.5
-    recipe = RateRecipe(normalization="none", steps=6)
+    recipe = RateRecipe(normalization="none", steps=6, v_init=0.0)
     model = recipe.build(_residual_scalar(), recipe.calibrate(_residual_scalar(), None))
     out = model.simulate(torch.ones(1, 1))
     assert [c.item() for c in out.counts] == [3.0, 4.0]
@@ -195,7 +195,7 @@ def test_maxpool_after_concat_gates_spikes() -> None:
         ("a", "ra", "b", "rb", "cat", "pool", "out"), (1, 1, 2),
         ((INPUT,), (0,), (INPUT,), (2,), (1, 3), (4,), (5,)),
     )
-    recipe = RateRecipe(normalization="none", steps=4)
+    recipe = RateRecipe(normalization="none", steps=4, v_init=0.0)
     out = recipe.build(net, recipe.calibrate(net, None)).simulate(
         torch.tensor([[[[0.5, 0.75]]]])
     )

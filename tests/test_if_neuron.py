@@ -101,3 +101,38 @@ def test_bad_reset_names_allowed_values() -> None:
 def test_shape_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="current shape"):
         if_step(torch.zeros(2, 3), IFState.zeros((2, 4)), IFParams())
+
+
+def test_initial_membrane_half_threshold_rounds_the_rate() -> None:
+    # v(0) = 0.5: .875, 1.25->s->.25, .625, 1.0->s->0, .375: 2 spikes = floor(5 x .375 + 1/2);
+    # from v(0) = 0 (the run above): 1 spike = floor(5 x .375)
+    p = IFParams(1.0, Reset.SUBTRACT, v_init=0.5)
+    state = IFState.initial((1,), p)
+    assert state.v.item() == 0.5
+    spikes = []
+    for _ in range(5):
+        s, state = if_step(torch.tensor([0.375]), state, p)
+        spikes.append(int(s.item()))
+    assert spikes == [0, 1, 0, 1, 0] and state.v.item() == 0.375
+    assert run([0.375] * 5, IFParams(1.0))[0] == [0, 0, 1, 0, 0]
+    assert IFState.initial((2,), IFParams(2.0, v_init=0.25)).v.tolist() == [0.5, 0.5]
+
+
+def test_rate_simulation_starts_at_v_init() -> None:
+    from spikecast.ir.graph import Linear, Network, ReLU
+    from spikecast.schemes import convert, get_recipe
+
+    net = Network((Linear(torch.tensor([[0.5], [-0.5]])), ReLU(), Linear(torch.eye(2))),
+                  ("fc1", "relu", "out"), (1,))
+    x = torch.ones(1, 1)
+    for v_init, first_layer in ((0.0, [0.0, 0.0]), (0.5, [1.0, 0.0])):  # 0.5 + 0.5 >= 1
+        recipe = get_recipe("rate", steps=1, normalization="none", v_init=v_init)
+        snn = convert(net, recipe)
+        assert snn.neuron_spike_counts(x)[0].tolist() == [first_layer]
+        assert snn.recipe.params()["v_init"] == v_init
+
+
+@pytest.mark.parametrize("v_init", [-0.1, 1.0, float("nan"), True])
+def test_bad_initial_membrane_raises(v_init) -> None:
+    with pytest.raises(ValueError, match=r"v_init .* must be in \[0, 1\)"):
+        IFParams(1.0, v_init=v_init)

@@ -51,6 +51,13 @@ def test_version_2_file_still_loads(converted) -> None:
     assert torch.equal(model.network(x), snn.network(x))
 
 
+def test_a_file_without_v_init_started_its_membranes_at_zero(converted) -> None:
+    path, snn = converted
+    assert snn.recipe.v_init == 0.5  # the default now
+    _rewrite_meta(path, lambda m, t: m["params"].pop("v_init"))  # as written before it existed
+    assert load_network(path).recipe.v_init == 0.0
+
+
 def test_tampered_calibration_is_refused(converted) -> None:
     path, _ = converted
     _rewrite_meta(path, lambda m, t: m.update(calibration={"lambdas": [1.0]}))

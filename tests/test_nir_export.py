@@ -53,7 +53,8 @@ def _conv_pool(pool: type) -> Network:
 
 
 def _rate(net: Network, **params) -> RateModel:
-    return convert(net, RateRecipe(normalization="none", **params))
+    """NIR's IF starts at v = 0: exported models use ``v_init=0`` unless a test says so."""
+    return convert(net, RateRecipe(normalization="none", **({"v_init": 0.0} | params)))
 
 
 def _meta(graph) -> dict:
@@ -186,7 +187,7 @@ def test_write_nir_reads_back(tmp_path: Path):
 def test_cli_export_nir(tmp_path: Path):
     net = _conv_pool(MaxPool2d)
     snn = tmp_path / "m.spikecast"
-    params = get_recipe("rate", reset="zero", normalization="none").params()
+    params = get_recipe("rate", reset="zero", normalization="none", v_init=0.0).params()
     convert(net, RateRecipe(**params)).save(snn)
     app = typer.Typer(cls=SpikecastGroup)
     register(app)
@@ -256,7 +257,7 @@ def test_cli_without_nir_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     app.command("noop")(lambda: None)
     net = _fc()
     snn = tmp_path / "m.spikecast"
-    params = get_recipe("rate", reset="zero", normalization="none").params()
+    params = get_recipe("rate", reset="zero", normalization="none", v_init=0.0).params()
     convert(net, RateRecipe(**params)).save(snn)
     result = CliRunner().invoke(app, ["export-nir", str(snn), str(tmp_path / "m.nir")])
     assert result.exit_code == 2 and "needs the nir package" in result.output
@@ -268,10 +269,23 @@ def test_network_ending_in_relu_exports_and_round_trips(tmp_path: Path):
          Linear(torch.tensor([[1.0, 0.5]])), ReLU()),
         ("fc1", "relu1", "fc2", "relu2"), (2,),
     )
-    recipe = RateRecipe(normalization="none", steps=12, reset="zero")
+    recipe = RateRecipe(normalization="none", steps=12, reset="zero", v_init=0.0)
     model = recipe.build(net, recipe.calibrate(net, None))
     back = read_nir(write_nir(model, tmp_path / "r.nir"))
     x = torch.tensor([[1.0, 0.5], [0.2, 0.9]])
     a, b = model.simulate(x), back.simulate(x)
     for ca, cb in zip(a.counts, b.counts, strict=True):
         assert torch.equal(ca, cb) and ca.sum() > 0
+
+
+def test_initial_membrane_refused_then_approximated_and_restored():
+    model = _rate(_fc(), reset="zero", v_init=0.5)
+    with pytest.raises(ValueError, match=r"starts at v = 0.*v_init = 0.5.*approximate=True"):
+        export_nir(model)
+    g = export_nir(model, approximate=True)
+    (change,) = _meta(g)["approximations"]
+    assert "v_init = 0.5" in change
+    assert read_nir(g).recipe.v_init == 0.5  # spikecast's own recipe comes back
+    foreign = export_nir(_rate(_fc(), reset="zero"))
+    foreign.metadata.pop("spikecast")
+    assert read_nir(foreign).recipe.v_init == 0.0  # NIR's IF starts at 0

@@ -108,7 +108,7 @@ def test_mnist_cnn_round_trip_identical_counts(mnist, tmp_path: Path):
 
 
 def test_mnist_fc_round_trip_exact_without_approximation(mnist, tmp_path: Path):
-    model = _pretrained("mnist-fc", mnist, steps=20, reset="zero")
+    model = _pretrained("mnist-fc", mnist, steps=20, reset="zero", v_init=0.0)
     back = read_nir(write_nir(model, tmp_path / "fc.nir"))
     assert back.network.names == model.network.names
     for ours, theirs in zip(model.network.layers, back.network.layers, strict=True):
@@ -346,7 +346,7 @@ def test_recipe_restored_from_metadata_and_overridden(tmp_path: Path):
     net = Network((Linear(torch.rand(5, 4, generator=g) * 0.8), ReLU(),
                    Linear(torch.rand(3, 5, generator=g))), ("fc1", "act", "fc2"), (4,))
     model = convert(net, RateRecipe(steps=25, normalization="none", reset="zero",
-                                      input_coding="poisson", seed=7))
+                                      input_coding="poisson", seed=7, v_init=0.0))
     path = write_nir(model, tmp_path / "p.nir")
     back = read_nir(path)
     assert back.recipe.params() == model.recipe.params()

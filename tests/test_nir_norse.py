@@ -36,7 +36,7 @@ def _norse_counts(
 
 
 def _model(net: Network, steps: int, **params) -> RateModel:
-    return convert(net, RateRecipe(steps=steps, normalization="none", **params))
+    return convert(net, RateRecipe(steps=steps, normalization="none", v_init=0.0, **params))
 
 
 def _mlp(seed: int) -> Network:

@@ -12,7 +12,8 @@ from spikecast.schemes.rate.sim import InputCoding, lex_argmax, maxpool_gate, or
 
 
 def unnormalized(net: Network, **params: object) -> RateModel:
-    recipe = RateRecipe(normalization="none", **params)
+    """The hand-computed spike trains below start from v = 0 (``v_init=0``)."""
+    recipe = RateRecipe(normalization="none", **({"v_init": 0.0} | params))
     return recipe.build(net, recipe.calibrate(net, None))
 
 
@@ -345,8 +346,8 @@ def test_string_params_become_enums() -> None:
     assert recipe.input_coding is InputCoding.POISSON
     assert recipe.params() == {
         "steps": 64, "normalization": "model", "percentile": 99.9, "reset": "zero",
-        "input_coding": "poisson", "seed": 0, "threshold": 1.0, "readout": "count-membrane",
-        "device": "cpu",
+        "input_coding": "poisson", "seed": 0, "threshold": 1.0, "v_init": 0.5,
+        "readout": "count-membrane", "device": "cpu",
     }
 
 

@@ -1,5 +1,5 @@
-"""Quantization-aware training: the STE quantizers, the training loop contract, and the
-hysteresis rates measured in the event-driven simulator."""
+"""Sigma-delta quantization-aware training: the STE quantizers, fine-tuning for the scheme,
+and the hysteresis rates measured in the event-driven simulator."""
 
 import json
 
@@ -10,17 +10,17 @@ from mnist_data import FULL_MNIST, MNIST_KINDS, load_mnist, requires_full_mnist
 from torch import nn
 from typer.testing import CliRunner
 
+import spikecast
 from spikecast.cli.entry import SpikecastGroup
 from spikecast.cli.sigma_delta import register
-from spikecast.finetune.hysteresis import (
-    FinetuneConfig,
-    Quantizer,
-    QuantReLU,
-    finetune,
-    measure_up_rates,
-    quantized_copy,
-)
+from spikecast.datasets.loaders import Dataset
+from spikecast.finetune.api import split_indices
+from spikecast.finetune.hysteresis import measure_up_rates
+from spikecast.finetune.quantizers import Quantizer, QuantReLU
+from spikecast.frontends.torch_fx import capture
 from spikecast.schemes import convert, get_recipe
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta.thresholds import Calibrated
 from spikecast.zoo.pretrained import load_pretrained
 from spikecast.zoo.train import evaluate_ann
 
@@ -77,47 +77,72 @@ def test_quantizer_rejects_bad_parameters():
         QuantReLU(1.0, "ceil")
 
 
-def _toy():
+def _toy_data() -> Dataset:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-    x = torch.rand(64, 4)
-    return model, x, (x[:, 0] > 0.5).long()
+    x = torch.rand(96, 4)
+    y = (x[:, 0] > 0.5).long()
+    return Dataset("toy", x, y, x[:8], y[:8], 2, "uniform")
 
 
-@pytest.mark.parametrize("quantizer", list(Quantizer))
-def test_finetune_returns_a_trained_copy_and_leaves_the_model_untouched(quantizer):
-    model, x, y = _toy()
+def _toy_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize("quantizer", ["relu", "floor", "hysteresis"])
+def test_finetune_returns_a_trained_copy_at_the_calibrated_thetas(quantizer):
+    model, data = _toy_model(), _toy_data()
     before = [p.detach().clone() for p in model.parameters()]
-    config = FinetuneConfig(theta=(0.25, 0.5), epochs=2, lr=1e-2, batch_size=16,
-                            quantizer=quantizer, up=(0.3, 0.6), schedule="cosine")
-    tuned = finetune(model, x, y, config, n_neurons=18)
-    again = finetune(model, x, y, config, n_neurons=18)
+    kw = {"params": {"theta": [0.25, 0.5, 1.0], "input_threshold": 0.5}, "lr": 1e-2,
+          "batch_size": 16, "quantizer": quantizer, "schedule": "cosine", "progress": False}
+    tuned = spikecast.finetune(model, "sigma-delta", data, 2, **kw)
+    again = spikecast.finetune(model, "sigma-delta", data, 2, **kw)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    assert isinstance(tuned[1], nn.ReLU) and not tuned.training
-    assert not torch.equal(tuned[0].weight, model[0].weight)
-    assert all(torch.equal(a, b) for a, b in zip(tuned.parameters(), again.parameters(),
-                                                 strict=True))  # seeded
+    assert not torch.equal(tuned.network.layers[0].weight, model[0].weight)
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(  # seeded
+        tuned.network.layers[::2], again.network.layers[::2], strict=True))
+    assert tuned.params["theta"] == [0.25, 0.5, 1.0]
+    assert tuned.info["finetune"]["quantizer"] == quantizer
+    ups = tuned.info["finetune"]["up_rates"]
+    assert len(ups) == 2 and (all(u >= 0 for u in ups) if quantizer == "hysteresis"
+                              else ups == [0.0, 0.0])
 
 
-def test_zero_epochs_return_an_unchanged_copy():
-    model, x, y = _toy()
-    tuned = finetune(model, x, y, FinetuneConfig(epochs=0), n_neurons=18)
-    assert tuned is not model
-    assert all(torch.equal(a, b) for a, b in zip(tuned.parameters(), model.parameters(),
-                                                 strict=True))
+def test_thresholds_and_hysteresis_rates_are_those_of_the_recipes_calibration():
+    model, data = _toy_model(), _toy_data()
+    spec = {"fraction": 0.5, "percentile": 90.0}
+    tuned = spikecast.finetune(model, "sigma-delta", data, 1, params={"theta": spec},
+                               progress=False)
+    train_idx, _ = split_indices(len(data.x_train), 0.1, seed=0)
+    calib_x = data.x_train[train_idx]  # all training samples (fewer than calib_samples)
+    net = capture(model, (4,))
+    recipe = SigmaDeltaRecipe(theta=Calibrated(0.5, 90.0))
+    calibration = recipe.calibrate(net, calib_x)
+    assert tuned.params["theta"] == list(calibration.thetas)
+    ups = measure_up_rates(recipe.build(net, calibration), calib_x)
+    assert tuned.info["finetune"]["up_rates"] == [ups[0], ups[2]]  # the two ReLU layers
+    assert tuned.convert().thetas == calibration.thetas
 
 
-def test_finetune_rejects_bad_configs():
-    model, x, y = _toy()
-    with pytest.raises(ValueError, match=r"nn\.ReLU"):
-        finetune(nn.Linear(2, 2), torch.rand(4, 2), torch.zeros(4, dtype=torch.long),
-                 FinetuneConfig(), n_neurons=2)
-    with pytest.raises(ValueError, match="3 values of theta given for 2 ReLU layers"):
-        finetune(model, x, y, FinetuneConfig(theta=(1.0, 1.0, 1.0)), n_neurons=18)
+def test_zero_epochs_keep_the_weights():
+    model, data = _toy_model(), _toy_data()
+    tuned = spikecast.finetune(model, "sigma-delta", data, 0, quantizer="floor", progress=False)
+    assert [r.epoch for r in tuned.outcome.history] == [0]
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(
+        tuned.network.layers[::2], (model[0], model[2], model[4]), strict=True))
+
+
+def test_finetune_rejects_bad_settings():
+    model, data = _toy_model(), _toy_data()
+    with pytest.raises(ValueError, match="2 thresholds given for 3 layers"):
+        spikecast.finetune(model, "sigma-delta", data, params={"theta": [1.0, 1.0]},
+                           progress=False)
     with pytest.raises(ValueError, match="epochs >= 0"):
-        FinetuneConfig(epochs=-1)
+        spikecast.finetune(model, "sigma-delta", data, -1, progress=False)
     with pytest.raises(ValueError, match="LRSchedule"):
-        FinetuneConfig(schedule="step")
+        spikecast.finetune(model, "sigma-delta", data, schedule="step", progress=False)
+    with pytest.raises(ValueError, match="'hysteresis', 'floor', 'relu', not 'qcfs'"):
+        spikecast.finetune(model, "sigma-delta", data, quantizer="qcfs", progress=False)
 
 
 def test_measured_up_rate_counts_a_neuron_that_rose_then_fell():
@@ -133,9 +158,9 @@ def test_measured_up_rate_counts_a_neuron_that_rose_then_fell():
     snn = convert(model, get_recipe("sigma-delta", theta=1.0), torch.rand(4, 2))
     fell = torch.tensor([[0.9, 0.5]])
     stayed = torch.tensor([[0.9, 0.1]])
-    assert measure_up_rates(snn, fell) == (pytest.approx(1 / 0.5),)
-    assert measure_up_rates(snn, stayed) == (0.0,)
-    assert measure_up_rates(snn, torch.cat([fell, stayed])) == (pytest.approx(1 / 1.0),)
+    assert measure_up_rates(snn, fell) == {0: pytest.approx(1 / 0.5)}  # keyed by stage
+    assert measure_up_rates(snn, stayed) == {0: 0.0}
+    assert measure_up_rates(snn, torch.cat([fell, stayed])) == {0: pytest.approx(1 / 1.0)}
 
 
 @pytest.mark.slow
@@ -154,7 +179,8 @@ def test_reproduce_zero_epoch_hysteresis_finetune_matches_the_reference(tmp_path
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["finetune"]["quantizer"] == "hysteresis"
-    assert len(report["finetune"]["up"]) == 3 and all(u > 0 for u in report["finetune"]["up"])
+    ups = report["finetune"]["up_rates"]
+    assert len(ups) == 3 and all(u > 0 for u in ups)
     ref, tuned = report["rows"][1], report["rows"][3]  # no step: the same network
     assert (ref["model"], tuned["model"]) == ("mnist-cnn", "finetuned")
     assert report["model"] == "mnist-cnn"
@@ -174,47 +200,3 @@ def test_shipped_sigma_delta_model_is_recorded_and_recomputed(kind: str):
     snn = convert(model, get_recipe("sigma-delta", theta=1.0), x[:10])
     result = snn.evaluate(x, y)
     assert result.accuracy >= SNN_FLOOR and result.spikes_per_neuron <= 0.25
-
-
-class _DeclaredOutOfOrder(nn.Module):
-    """act2 is registered before act1 but runs after it."""
-
-    def __init__(self, shared: bool = False) -> None:
-        super().__init__()
-        self.act2 = nn.ReLU()
-        self.fc1, self.fc2, self.out = nn.Linear(4, 3), nn.Linear(3, 3), nn.Linear(3, 2)
-        self.act1 = self.act2 if shared else nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.act2(self.fc2(self.act1(self.fc1(x)))))
-
-
-def test_per_layer_settings_follow_the_call_order() -> None:
-    config = FinetuneConfig(theta=(0.5, 0.25), quantizer="floor")
-    qmodel, quantizers = quantized_copy(_DeclaredOutOfOrder(), config)
-    assert qmodel.act1.theta == 0.5 and qmodel.act2.theta == 0.25
-    assert quantizers == [qmodel.act1, qmodel.act2]
-
-
-def test_shared_or_functional_relus_are_refused() -> None:
-    with pytest.raises(ValueError, match="'act2' is called more than once"):
-        quantized_copy(_DeclaredOutOfOrder(shared=True), FinetuneConfig())
-
-    class Functional(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(2, 2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.relu(self.fc(x))
-
-    with pytest.raises(ValueError, match="functional ReLU at node 'relu'"):
-        quantized_copy(Functional(), FinetuneConfig())
-
-
-def test_cosine_schedule_with_no_step_returns_the_model_unchanged() -> None:
-    model = _DeclaredOutOfOrder()
-    config = FinetuneConfig(epochs=0, schedule="cosine", quantizer="floor")
-    tuned = finetune(model, torch.rand(0, 4), torch.zeros(0, dtype=torch.long), config, 6)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                  tuned.state_dict().values(), strict=True))

@@ -18,6 +18,7 @@ _EXPORTS = {
     "convert": "spikecast.api",
     "load": "spikecast.api",
     "as_network": "spikecast.api",
+    "finetune": "spikecast.finetune",
     "capture": "spikecast.frontends.torch_fx",
     "Network": "spikecast.ir.graph",
     "SchemeResult": "spikecast.measure.result",

@@ -37,7 +37,8 @@ def as_network(model: ModelLike, input_shape: tuple[int, ...] | None = None) -> 
         from spikecast.zoo.models import get_architecture
 
         module, info = load_model(path)
-        shape = input_shape or get_architecture(info["architecture"]).input_shape
+        shape = input_shape or info.get("input_shape") or get_architecture(
+            info["architecture"]).input_shape
         return capture(module, tuple(shape))
     if suffix == ".onnx":
         from spikecast.frontends.onnx.reader import load_onnx

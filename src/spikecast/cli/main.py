@@ -16,6 +16,7 @@ from spikecast.cli.models import ModelClassOpt, ModelKwargsOpt, is_ann, load_mod
 from spikecast.cli.output import make_console
 from spikecast.cli.values import parse_value
 from spikecast.datasets.loaders import Dataset, load_dataset
+from spikecast.finetune.record import recorded_scheme
 from spikecast.frontends.torch_fx import capture
 from spikecast.io.annfile import check_model_output, save_model, sidecar_path
 from spikecast.io.atomic import check_output, check_output_dir
@@ -189,8 +190,10 @@ def convert(
     model: Annotated[Path, typer.Argument(
         help="ANN: a pretrained name (mnist-fc, mnist-cnn, mnist-cnn-sd), .safetensors with "
              "JSON sidecar, an .onnx file (then pass --dataset), or weights of --model-class.")],
-    scheme: Annotated[str, typer.Option(help=f"One of: {', '.join(scheme_names())}.")],
     out: Annotated[Path, typer.Option(help="Converted network file to write (.spikecast).")],
+    scheme: Annotated[str | None, typer.Option(
+        help=f"One of: {', '.join(scheme_names())} (default: the one the model was "
+             "fine-tuned for).")] = None,
     param: Params = None,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
@@ -203,8 +206,12 @@ def convert(
 ) -> None:
     """Convert a saved ANN with a scheme (calibrating on training data) and save the SNN."""
     check_output(out, _inputs(model, dataset))
-    recipe = _recipe(scheme, parse_params(param), seed)
     net, data, meta = _load_ann(model, dataset, data_dir, seed, model_class, model_kwargs)
+    scheme, params = recorded_scheme(meta, scheme, parse_params(param))
+    if scheme is None:
+        raise ValueError(f"{model} was not fine-tuned for a scheme; pass --scheme "
+                         f"({', '.join(scheme_names())})")
+    recipe = _recipe(scheme, params, seed)
     snn = recipe.build(net, recipe.calibrate(net, _calibration(data.x_train, calib_samples,
                                                                 seed)))
     info = {
@@ -222,7 +229,8 @@ def evaluate(
              "(a pretrained name, .safetensors, .onnx with --dataset, or weights of "
              "--model-class).")],
     scheme: Annotated[
-        str | None, typer.Option(help="Convert an ANN file with this scheme first.")
+        str | None, typer.Option(help="Convert an ANN file with this scheme first (default: "
+                                      "the one a fine-tuned model file records).")
     ] = None,
     param: Params = None,
     model_class: ModelClassOpt = None,
@@ -251,8 +259,9 @@ def _evaluate(
 ) -> RunResults:
     torch.manual_seed(seed)
     if is_ann(path, model_class):
+        ann, data, meta = _load_ann(path, dataset, data_dir, seed, model_class, model_kwargs)
+        scheme, params = recorded_scheme(meta, scheme, params)
         recipe = None if scheme is None else _recipe(scheme, params, seed)
-        ann, data, _ = _load_ann(path, dataset, data_dir, seed, model_class, model_kwargs)
         snn_name = scheme
         if recipe is not None:
             snn = recipe.build(ann, recipe.calibrate(ann, _calibration(data.x_train, 2000, seed)))
@@ -297,6 +306,7 @@ def _evaluate(
 
 
 def _register_scheme_commands() -> None:
+    from spikecast.cli.finetune import register as register_finetune
     from spikecast.cli.nir import register as register_nir
     from spikecast.cli.report import register as register_report
     from spikecast.cli.sigma_delta import register as register_sigma_delta
@@ -306,6 +316,7 @@ def _register_scheme_commands() -> None:
     register_sigma_delta(app, reproduce_app)
     register_report(app)
     register_nir(app)
+    register_finetune(app)
 
 
 _register_scheme_commands()

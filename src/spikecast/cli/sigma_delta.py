@@ -12,7 +12,7 @@ from rich.table import Table
 from spikecast.checks import MAX_SEED
 from spikecast.cli.output import make_console
 from spikecast.errors import SpikecastError
-from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer
+from spikecast.finetune.quantizers import Quantizer
 from spikecast.io.atomic import check_output, check_output_dir, write_json
 from spikecast.io.schema import Field, check_fields, is_number, is_object
 from spikecast.zoo.train import LRSchedule
@@ -118,9 +118,9 @@ def reproduce_sigma_delta_mnist(
         check_output(json_file, inputs)
     if out is not None:
         check_output_dir(out, FIGURE_FILES, inputs)
-    ft = FinetuneConfig(epochs=finetune_epochs, spike_weight=spike_weight, seed=seed,
-                        quantizer=finetune_quantizer, lr=finetune_lr, schedule=finetune_schedule,
-                        max_shift=finetune_max_shift)
+    ft = {"epochs": finetune_epochs, "spike_weight": spike_weight,
+          "quantizer": finetune_quantizer, "lr": finetune_lr, "schedule": finetune_schedule,
+          "max_shift": finetune_max_shift}
     config = ReproduceConfig(
         thetas=tuple(theta or (1.0, 2.0)), calibrated=tuple(calibrated or ()), limit=limit,
         data_dir=data_dir, seed=seed, rate_steps=(25, 15) if rate else (),

@@ -293,8 +293,16 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     """Trace ``model`` into a canonical :class:`Network` for per-sample ``input_shape``.
 
     Raises ``ValueError`` naming the node, its op and the supported list for anything
-    outside the supported set, and for graphs that are not a single chain.
+    outside the supported set, and for graphs that are not a single chain. A
+    :class:`~spikecast.finetune.to_module.NetworkModule` gives its own layer graph.
     """
+    from spikecast.finetune.to_module import NetworkModule
+
+    if isinstance(model, NetworkModule):
+        if tuple(input_shape) != model.input_shape:
+            raise ValueError(f"the network takes samples of shape {model.input_shape}, "
+                             f"not {tuple(input_shape)}")
+        return model.to_network()
     _check_tensors(model)
     modes = {m: m.training for m in model.modules()}
     try:

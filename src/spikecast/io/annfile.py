@@ -4,7 +4,11 @@
 ``{"format": "spikecast-model", "version": 1, "architecture": ..., "dataset": ...,
 "input_shape": ..., "preprocessing": ..., "seed": ..., "test_accuracy": ...,
 "hyperparameters": ..., ...}``. Loading rebuilds the architecture from
-:mod:`spikecast.zoo.models` and loads the tensors strictly. Pickle-based files are never read.
+:mod:`spikecast.zoo.models` and loads the tensors strictly. Any other architecture is stored
+as its captured layer graph (:func:`save_network`: ``"architecture": "graph"``, the layers,
+names and sources in ``"graph"``, the tensors named as in ``.spikecast`` files) and loads as
+a trainable :class:`~spikecast.finetune.to_module.NetworkModule`. Pickle-based files are
+never read.
 """
 
 from __future__ import annotations
@@ -23,16 +27,13 @@ from torch import nn
 from spikecast.errors import SpikecastError
 from spikecast.io.atomic import atomic_write, check_output, strict_json, write_text
 from spikecast.io.schema import SIDECAR, check_fields, check_format
+from spikecast.ir.graph import Network
 from spikecast.zoo.models import get_architecture
 from spikecast.zoo.train import TrainedModel
 
 __all__ = [
-    "FORMAT",
-    "PICKLE_SUFFIXES",
-    "VERSION",
-    "check_model_output",
-    "load_model",
-    "save_model",
+    "FORMAT", "GRAPH", "PICKLE_SUFFIXES", "VERSION", "check_model_output", "load_model",
+    "save_model", "save_network",
     "sidecar_path",
 ]
 
@@ -40,6 +41,8 @@ FORMAT = "spikecast-model"
 VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".ckpt")
+GRAPH = "graph"  # the architecture of a file that holds its own layer graph
+_RESERVED = ("format", "version", "architecture", "graph")
 _CONVERT_HINT = (
     "convert it once in a trusted Python session: "
     "`safetensors.torch.save_file({k: v.contiguous() for k, v in "
@@ -117,17 +120,66 @@ def save_model(
             "save_model needs a TrainedModel or an nn.Module, got "
             f"{type(trained_or_module).__name__}"
         )
-    extra = dict(metadata or {})
-    clash = sorted({"format", "version", "architecture"} & extra.keys())
-    if clash:
-        raise ValueError(f"metadata may not set the reserved key(s) {clash}")
-    info |= extra
+    info |= _metadata(metadata)
     _check_tensors(architecture.build().state_dict(), module.state_dict(), str(path))
     tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    return _write(path, tensors, info)
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    extra = dict(metadata or {})
+    clash = sorted(set(_RESERVED) & extra.keys())
+    if clash:
+        raise ValueError(f"metadata may not set the reserved key(s) {clash}")
+    return extra
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> Path:
     text = json.dumps(strict_json(info), indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
     write_text(sidecar_path(path), text)
     return path
+
+
+def save_network(
+    net: Network, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a captured layer graph of any architecture (weights in ``path``, the graph and
+    ``metadata`` in the sidecar, which should name the ``"dataset"``); return ``path``."""
+    from spikecast.io.snnfile import _layer_spec, _tensors
+
+    path = Path(path)
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"{path}: model files must end in {WEIGHTS_SUFFIX}, got {path.suffix!r}")
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": GRAPH,
+        "input_shape": list(net.input_shape),
+        "graph": {
+            "names": list(net.names),
+            "layers": [_layer_spec(layer) for layer in net.layers],
+            "sources": [list(src) for src in net.sources],
+        },
+        "torch_version": torch.__version__,
+    } | _metadata(metadata)
+    tensors = {k: t.contiguous() for k, t in _tensors("ann", net).items()}
+    return _write(path, tensors, info)
+
+
+def _load_graph(path: Path, info: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
+    from spikecast.finetune.to_module import NetworkModule
+    from spikecast.io.snnfile import _build
+
+    graph = info.get("graph")
+    if not isinstance(graph, dict) or not {"names", "layers"} <= graph.keys():
+        raise ValueError(f"{sidecar_path(path)}: architecture {GRAPH!r} needs a 'graph' with "
+                         "'names', 'layers' and 'sources'")
+    try:
+        net = _build("ann", graph | {"input_shape": info.get("input_shape")}, tensors, path)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{sidecar_path(path)}: malformed layer graph: {exc}") from None
+    return NetworkModule(net).eval()
 
 
 def _check_tensors(
@@ -180,14 +232,17 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
     info = _read_sidecar(path)
-    try:
-        architecture = get_architecture(str(info.get("architecture")))
-    except ValueError as exc:
-        raise ValueError(f"{sidecar_path(path)}: {exc}") from None
+    if info.get("architecture") != GRAPH:
+        try:
+            architecture = get_architecture(str(info.get("architecture")))
+        except ValueError as exc:
+            raise ValueError(f"{sidecar_path(path)}: {exc} (or {GRAPH!r})") from None
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: corrupt or truncated safetensors file: {exc}") from exc
+    if info.get("architecture") == GRAPH:
+        return _load_graph(path, info, tensors), info
     model = architecture.build()
     _check_tensors(model.state_dict(), tensors, str(path))
     model.load_state_dict(tensors, strict=True)

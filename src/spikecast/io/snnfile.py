@@ -211,9 +211,9 @@ def load_network(path: str | Path) -> SpikingModel:
 
 def model_from_file(conv: ConvertedFile, path: str | Path = "<file>") -> SpikingModel:
     """The recipe rebuilt from the saved parameters, then ``recipe.build(ann, calibration)``."""
-    from spikecast.schemes.registry import get_recipe
+    from spikecast.schemes.registry import get_recipe, recipe_class
 
-    recipe = get_recipe(conv.scheme, **conv.params)
+    recipe = get_recipe(conv.scheme, **(recipe_class(conv.scheme).unrecorded_params | conv.params))
     try:
         if conv.legacy_scales is not None:
             calibration = recipe.legacy_calibration(conv.ann, conv.legacy_scales, conv.params)

@@ -211,6 +211,7 @@ class Recipe(ABC):
     readout: Readout
     name: ClassVar[str]
     calibration_type: ClassVar[type[Calibration]]
+    unrecorded_params: ClassVar[dict[str, Any]] = {}  # what files without a (newer) key meant
 
     @abstractmethod
     def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> Calibration:

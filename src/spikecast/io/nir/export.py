@@ -20,6 +20,8 @@ subtraction, loadable with nir <= 1.0.4). Networks the simulator
   a NIR spike is 1, so the next layer's weights are W' = theta W (exact in real arithmetic;
   bit-exact when theta is a power of two, e.g. the default 1, where it is skipped). Biases
   are constant currents, added every step, as in spikecast.
+* Initial state: NIR's IF starts at v = 0; a recipe with ``v_init`` > 0 is refused unless
+  ``approximate=True``, which writes v(0) = 0 and lists the change.
 * Input: the Input node has the per-sample shape; under ``constant`` coding the analog x
   is fed every step, under ``poisson`` coding unit spikes are (recorded in the metadata).
 * Max-pooling: NIR has none; refused unless ``approximate=True`` (a sum-pool convolution
@@ -110,6 +112,17 @@ def _check_model(model: SpikingModel, conv: Convention, ctx: ExportContext) -> R
         ctx.approximations.append(
             f"{ours} written as {theirs}; other tools' spike counts differ; restored by "
             "spikecast"
+        )
+    if model.recipe.v_init != 0.0:
+        if not ctx.approximate:
+            raise ValueError(
+                f"NIR's IF neuron starts at v = 0; it cannot express the initial membrane "
+                f"v_init = {model.recipe.v_init} x theta. Convert with v_init=0, or export with "
+                "approximate=True (--approximate) to start at 0 (recorded in the graph metadata)"
+            )
+        ctx.approximations.append(
+            f"initial membrane v_init = {model.recipe.v_init} x theta written as 0; restored "
+            "by spikecast"
         )
     return model
 

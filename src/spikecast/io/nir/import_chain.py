@@ -354,7 +354,7 @@ def _network(graph: nir.NIRGraph, conv: Convention) -> tuple[Network, float]:
 def _recipe(
     meta: dict[str, Any], theta: float, conv: Convention, overrides: dict[str, Any]
 ) -> RateRecipe:
-    params: dict[str, Any] = {"reset": conv.reset.value}
+    params: dict[str, Any] = {"reset": conv.reset.value, "v_init": 0.0}  # NIR: v(0) = 0
     # the graph holds normalized weights: spikecast's own recorded normalization is done
     params |= meta.get("recipe", {}) | {"normalization": "none"}
     recorded = params.get("threshold")

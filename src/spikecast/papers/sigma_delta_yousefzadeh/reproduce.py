@@ -3,22 +3,21 @@ another model of that architecture, e.g. the shipped ``mnist-cnn-sd``).
 
 Rows: the Q-ANN and the event-driven SNN at every theta (plus optional per-layer
 calibrated thetas), the rate-coded baseline (SNN toolbox style) at 25 and 15 steps, and,
-with fine-tuning, the same sigma-delta rows for the quantization-aware fine-tuned model
-(with the hysteresis quantizer, its rates are measured on ``UP_FRAMES`` calibration frames
-of the reference SNN unless the config gives them).
+with fine-tuning (:func:`spikecast.finetune.api.finetune` at theta = ``finetune_thetas[0]``,
+its keyword arguments in ``finetune``), the same sigma-delta rows for the fine-tuned model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from spikecast.finetune.hysteresis import FinetuneConfig, Quantizer, finetune, measure_up_rates
+from spikecast.finetune.api import finetune
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Conv2d, Linear, Network
 from spikecast.measure.counts import ann_macs, layer_macs, neuron_count, synapse_count
@@ -57,9 +56,6 @@ def paper_formula_macs(net: Network) -> int:
     return total
 
 
-UP_FRAMES = 300
-
-
 @dataclass(frozen=True)
 class ReproduceConfig:
     """What to run; ``limit`` takes the first N test frames (None: all 10,000); ``model``
@@ -72,7 +68,7 @@ class ReproduceConfig:
     seed: int = 0
     rate_steps: tuple[int, ...] = (25, 15)
     calib_samples: int = 2000
-    finetune: FinetuneConfig | None = None
+    finetune: Mapping[str, Any] | None = None
     finetune_thetas: tuple[float, ...] = (1.0,)
     model: nn.Module | None = field(default=None, compare=False)
     model_name: str = "mnist-cnn"
@@ -94,7 +90,7 @@ def updates_to_reach(result: SchemeResult, target: float) -> float | None:
     return None
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _accuracy(model: nn.Module | Network, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         pred = torch.cat([model(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
     return float((pred == y).double().mean())
@@ -137,24 +133,13 @@ def _rate_rows(
     rows = []
     for t in steps:
         log(f"rate-coded baseline, {t} steps")
-        res = convert(model, get_recipe("rate", steps=t), calib_x).evaluate(x, y, progress=True)
+        recipe = get_recipe("rate", steps=t, v_init=0.0)  # the toolbox's v(0) = 0
+        res = convert(model, recipe, calib_x).evaluate(x, y, progress=True)
         rows.append({
             "scheme": "rate", "steps": t, "model": model_name, "accuracy": res.accuracy,
             "spikes_per_neuron": res.spikes_per_neuron, "synaptic_updates": res.synaptic_events,
         })
     return rows
-
-
-def _with_up_rates(ft: FinetuneConfig, net: Network, calib_x: torch.Tensor) -> FinetuneConfig:
-    """``ft`` with measured hysteresis rates where it uses that quantizer and gives none
-    (per-ReLU thetas get theta 1.0 for the output layer, which no hidden rate depends on)."""
-    if ft.quantizer is not Quantizer.HYSTERESIS or ft.up != 0.0:
-        return ft
-    theta = ft.theta if isinstance(ft.theta, (int, float)) else (*ft.theta, 1.0)
-    recipe = SigmaDeltaRecipe(theta=theta, input_threshold=ft.input_threshold)
-    rates = measure_up_rates(recipe.build(net, recipe.calibrate(net, None)),
-                             calib_x[:UP_FRAMES])
-    return replace(ft, up=rates)
 
 
 def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -186,13 +171,14 @@ def reproduce(config: ReproduceConfig, log: Callable[[str], None] = print) -> di
         "connections": synapse_count(net),
     }
     if config.finetune is not None:
-        ft = _with_up_rates(config.finetune, net, calib_x)
-        log(f"quantization-aware fine-tuning: {ft}")
-        tuned = finetune(model, data.x_train, data.y_train, ft, neuron_count(net))
-        tuned_net = capture(tuned, (1, 28, 28))
-        report["finetuned_ann_accuracy"] = _accuracy(tuned, x, y)
-        report["finetuned_ann_accuracy_1bit_input"] = _accuracy(tuned, binarize(x), y)
-        report["finetune"] = {k: getattr(v, "value", v) for k, v in vars(ft).items()}
+        log(f"quantization-aware fine-tuning: {dict(config.finetune)}")
+        tuned = finetune(net, SigmaDeltaRecipe(theta=config.finetune_thetas[0]), data,
+                         seed=config.seed, calib_samples=config.calib_samples,
+                         **config.finetune)
+        tuned_net = tuned.network
+        report["finetuned_ann_accuracy"] = _accuracy(tuned_net, x, y)
+        report["finetuned_ann_accuracy_1bit_input"] = _accuracy(tuned_net, binarize(x), y)
+        report["finetune"] = tuned.sidecar()["finetune"]
         more, more_details = _sigma_delta_rows(
             tuned_net, "finetuned", config.finetune_thetas, calib_x, x, y, ann_acc, log
         )

@@ -90,7 +90,8 @@ class LayerwiseRun:
             s.index: kernels.window_table(s.layer, *s.in_shape[1:])
             for s in stages if self._is_gate(s) and self.backend is Backend.NUMBA
         }
-        self.v = {s.index: torch.zeros(batch, *s.out_shape, device=dev) for s in self.pops}
+        self.v = {s.index: IFState.initial((batch, *s.out_shape), neuron, device=dev).v
+                  for s in self.pops}
         self.counts = {s.index: torch.zeros(batch, *s.out_shape, device=dev) for s in self.pops}
         self.arrivals: dict[int, torch.Tensor] = {}
         for s in stages:

@@ -31,7 +31,8 @@ class StepwiseRun:
         batch, dev = x.shape[0], x.device
         self.pops = [s for s in stages if s.population]
         self.state = {
-            s.index: IFState(torch.zeros(batch, *s.out_shape, device=dev)) for s in self.pops
+            s.index: IFState.initial((batch, *s.out_shape), neuron, device=dev)
+            for s in self.pops
         }
         self.counts = {s.index: torch.zeros(batch, *s.out_shape, device=dev) for s in self.pops}
         self.arrivals: dict[int, torch.Tensor] = {}
