@@ -49,7 +49,8 @@ def test_rate_device_reaches_the_simulator() -> None:
     assert auto.recipe.device is Device.AUTO
     if not GPU:  # auto is the cpu here: the very same result
         assert torch.equal(auto.simulate(x).predictions, cpu.simulate(x).predictions)
-    cuda_model = RateRecipe(steps=12, device="cuda").replace(cpu.recipe.normalize(net, x), net)
+    cuda_recipe = RateRecipe(steps=12, device="cuda")
+    cuda_model = cuda_recipe.build(net, cpu.calibration)
     if GPU:
         out = cuda_model.simulate(x)
         assert out.predictions.device.type == "cpu"  # results come back on the CPU

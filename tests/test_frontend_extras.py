@@ -251,7 +251,8 @@ def test_grouped_conv_survives_spikecast_and_nir_files(tmp_path) -> None:
     from spikecast.schemes import convert
 
     grouped, _ = _grouped_net()
-    model = convert(grouped, RateRecipe(steps=20, normalization="none", reset="zero"))
+    model = convert(grouped, RateRecipe(steps=20, normalization="none", reset="zero",
+                                        v_init=0.0))
     path = model.save(tmp_path / "g.spikecast")
     assert load_converted(path).ann.layers[0].groups == 2
     assert load_network(path).network.layers[0].groups == 2

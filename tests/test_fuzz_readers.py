@@ -236,7 +236,8 @@ def test_converted_file_metadata(tmp_path: Path, data: st.DataObject, scheme: st
 def _valid_nir() -> bytes:
     from spikecast.io.nir import write_nir
 
-    model = convert(_tiny(), get_recipe("rate", steps=4, reset="zero", normalization="none"))
+    model = convert(_tiny(), get_recipe("rate", steps=4, reset="zero", normalization="none",
+                                        v_init=0.0))
     with tempfile.TemporaryDirectory() as folder:
         return write_nir(model, Path(folder) / "m.nir").read_bytes()
 

@@ -67,7 +67,7 @@ def _cnn(seed: int) -> Network:
 
 def _model(net: Network, reset: str, theta: float = 1.0, steps: int = 30) -> RateModel:
     return convert(net, RateRecipe(steps=steps, normalization="none", reset=reset,
-                                   threshold=theta))
+                                   threshold=theta, v_init=0.0))
 
 
 def _same(ours: tuple[torch.Tensor, ...], theirs: list[torch.Tensor], least: float) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from spikecast.checks import require_finite
+from spikecast.checks import require_unit_interval
 from spikecast.choice import Choice
 from spikecast.device import Device, network_on, resolve_device
 from spikecast.ir.graph import Network
@@ -88,17 +88,7 @@ def simulate(
             f"input samples have shape {tuple(x.shape[1:])}, the network expects "
             f"{tuple(net.input_shape)}"
         )
-    require_finite(x)
-    if x.numel() and x.min() < 0:
-        raise ValueError(
-            f"inputs reach {float(x.min()):.4g}; spikecast assumes inputs in [0, 1] (the "
-            "captured graph drops ReLUs on the input)"
-        )
-    if coding is InputCoding.POISSON and x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"Poisson input coding needs inputs in [0, 1] (spike probabilities), got "
-            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; use input_coding='constant'"
-        )
+    require_unit_interval(x)
     schedule = Schedule(schedule)
     where = resolve_device(device)
     stages = network_on(net, where).stages()
