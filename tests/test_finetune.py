@@ -300,3 +300,15 @@ def test_a_nir_graph_is_fine_tuned_without_its_python_class(tmp_path) -> None:
     start = read_nir(path).ann
     assert tuned.info["base_model"] == str(path.resolve())
     assert tuned.network.names == start.names and not torch.equal(tuned.network(x), start(x))
+
+
+def test_a_pretrained_zoo_name_is_fine_tuned_on_any_data_of_its_shape() -> None:
+    torch.manual_seed(3)
+    x = torch.rand(30, 1, 28, 28)
+    y = torch.randint(0, 10, (30,))
+    data = Dataset("noise", x, y, x[:2], y[:2], 10, "uniform noise")
+    tuned = spikecast.finetune("mnist-fc", "rate", data, 1, params={"steps": 4}, batch_size=10,
+                               progress=False)
+    assert tuned.info["base_model"] == "mnist-fc" and tuned.info["dataset"] == "noise"
+    assert [type(layer).__name__ for layer in tuned.network.layers] == [
+        "Flatten", "Linear", "ReLU", "Linear"]

@@ -80,3 +80,26 @@ def test_finetune_errors_are_one_line(wine_model, tmp_path) -> None:
     res = runner.invoke(app, ["finetune", str(wine_model), "--scheme", "rate",
                               "--out", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "must end in .safetensors" in res.output
+
+
+def test_ctrl_c_saves_the_best_epoch_and_exits_130(wine_model, tmp_path, monkeypatch) -> None:
+    from spikecast.finetune import trainer
+
+    calls = []
+    validate = trainer.validate
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 0, epoch 1, then Ctrl-C while validating epoch 2
+            raise KeyboardInterrupt
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", interrupted_in_epoch_2)
+    out = tmp_path / "t.safetensors"
+    res = runner.invoke(app, ["finetune", str(wine_model), "--scheme", "rate", "--epochs", "5",
+                              "--out", str(out), "--quiet"])
+    assert res.exit_code == 130, res.output
+    assert "interrupted" in res.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["finetune"]["interrupted"] and side["finetune"]["best_epoch"] == 1
+    assert [r["epoch"] for r in side["finetune"]["history"]] == [0, 1]
