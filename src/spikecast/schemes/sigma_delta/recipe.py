@@ -28,8 +28,9 @@ import torch
 from spikecast.ir.graph import INPUT, Network
 from spikecast.ir.normalize import Normalized
 from spikecast.schemes.base import Recipe
+from spikecast.schemes.sigma_delta.encoding import InputCoding
 from spikecast.schemes.sigma_delta.model import SigmaDeltaModel, SimMode
-from spikecast.schemes.sigma_delta.neuron import FiringRule, check_theta
+from spikecast.schemes.sigma_delta.neuron import FiringRule, check_hysteresis, check_theta
 from spikecast.schemes.sigma_delta.program import population_stages
 from spikecast.schemes.sigma_delta.sim_event import check_delay
 from spikecast.schemes.sigma_delta.thresholds import (
@@ -57,9 +58,13 @@ class SigmaDeltaRecipe(Recipe):
     delay: float = 0.0
     time_points: int = 81
     device: str = "cpu"
+    hysteresis: float = 1.0
+    input_levels: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", FiringRule(self.rule))
+        object.__setattr__(self, "hysteresis", check_hysteresis(self.hysteresis))
+        object.__setattr__(self, "input_levels", self.coding.levels)
         try:
             object.__setattr__(self, "mode", SimMode(self.mode))
         except ValueError:
@@ -77,6 +82,11 @@ class SigmaDeltaRecipe(Recipe):
         if self.time_points < 2:
             raise ValueError(f"time_points must be >= 2, got {self.time_points}")
 
+    @property
+    def coding(self) -> InputCoding:
+        """The input coding: ``input_levels`` levels, rounding point ``input_threshold``."""
+        return InputCoding(self.input_levels, self.input_threshold)
+
     def params(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["theta"] = describe(self.theta)
@@ -84,7 +94,8 @@ class SigmaDeltaRecipe(Recipe):
 
     def normalize(self, net: Network, calib_x: torch.Tensor | None) -> Normalized:
         """Keep the weights; scales = theta of every layer's output (see module docstring)."""
-        thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold)
+        thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold,
+                                    self.input_levels)
         by_index = {s.index: t for s, t in zip(population_stages(net), thetas, strict=True)}
         scales: list[float] = []
         for i, src in enumerate(net.sources):
