@@ -6,8 +6,8 @@ One frame at a time, on the flat arrays of :class:`~spikecast.schemes.sigma_delt
 1. t = 0: every neuron, node by node and in index order, applies its firing rule once to its
    bias; the spikes wait in a FIFO queue (which neurons fire is the same for every frame and
    is computed once, :func:`bias_firing`).
-2. Input spikes in (time, pixel index) order; each one is pushed to the queue.
-3. After each of those, the queue is drained first-in first-out: a spike of node m updates,
+2. Input events in (time, pixel index) order; the n spikes of each are pushed to the queue.
+3. After each event, the queue is drained first-in first-out: a spike of node m updates,
    at the same instant, every target of every SYNAPSES edge of m, edge by edge in order of
    the destination node: each target of the edge, in table order, gets v += w * sign *
    theta_m and applies its firing rule right after its own update; then the targets of
@@ -36,24 +36,41 @@ _STACK = 4096
 
 
 @njit(cache=True)
-def fire_count(v, count, theta, relu, rule):  # pragma: no cover - compiled
+def fire_count(v, count, theta, relu, rule, band):  # pragma: no cover - compiled
     """Signed spikes for d = f(v) - count * theta (same arithmetic and limit as
-    ``neuron.fire_count``)."""
+    ``neuron.fire_count``): the neuron rests while -band theta <= d < band theta
+    (-theta < d < theta at band 1)."""
     act = v
     if relu and act < 0.0:
         act = 0.0
     d = act - count * theta
-    if d >= theta:
+    if band == 1.0:
+        if d >= theta:
+            if rule == RULE_PAPER:
+                return 1
+            n = np.floor(d / theta)
+            if n >= MAX_FIRE:
+                raise SpikecastError(FIRE_LIMIT_MESSAGE)
+            return np.int64(n)
+        if d <= -theta:
+            if rule == RULE_PAPER:
+                return -1
+            n = np.floor(-d / theta)
+            if n >= MAX_FIRE:
+                raise SpikecastError(FIRE_LIMIT_MESSAGE)
+            return -np.int64(n)
+        return 0
+    if d >= band * theta:
         if rule == RULE_PAPER:
             return 1
-        n = np.floor(d / theta)
+        n = np.floor((d - band * theta) / theta) + 1
         if n >= MAX_FIRE:
             raise SpikecastError(FIRE_LIMIT_MESSAGE)
         return np.int64(n)
-    if d <= -theta:
+    if d < -band * theta:
         if rule == RULE_PAPER:
             return -1
-        n = np.floor(-d / theta)
+        n = max(np.ceil((-d - band * theta) / theta), 1.0)
         if n >= MAX_FIRE:
             raise SpikecastError(FIRE_LIMIT_MESSAGE)
         return -np.int64(n)
@@ -115,9 +132,9 @@ def _route(m0, j0, n0, q, node_offset, edge_ptr, edge_syn_end, edge_src_ptr_offs
 
 
 @njit(cache=True)
-def _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_ptr, edge_syn_end,
-           edge_dst, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight,
-           win_ptr, win_src, stack, fired, pos, neg, updates, updates_in,
+def _drain(fifo, tail, v, q, qt, rule, band, node_offset, node_theta, node_relu, edge_ptr,
+           edge_syn_end, edge_dst, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target,
+           weight, win_ptr, win_src, stack, fired, pos, neg, updates, updates_in,
            pool_msgs):  # pragma: no cover - compiled
     """Deliver queued spikes first-in first-out until the network is quiet."""
     head = 0
@@ -143,9 +160,12 @@ def _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_
                 v[i] = vi
                 act = 0.0 if relu and vi < 0.0 else vi
                 d_q = act - qt[i]
-                if -theta < d_q < theta:  # no spike: fire_count's own test, qt = q theta
+                if band == 1.0:  # no spike: fire_count's own test, qt = q theta
+                    if -theta < d_q < theta:
+                        continue
+                elif -band * theta <= d_q < band * theta:
                     continue
-                n = fire_count(vi, q[i], theta, relu, rule)
+                n = fire_count(vi, q[i], theta, relu, rule, band)
                 if n != 0:
                     q[i] += n
                     qt[i] = q[i] * theta
@@ -165,7 +185,8 @@ def _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_
 
 
 @njit(cache=True)
-def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # pragma: no cover
+def bias_firing(bias, rule, band, node_offset, node_kind, node_theta,
+                node_relu):  # pragma: no cover - compiled
     """(node, unit) of every neuron that fires on its bias alone at t = 0, node by node in
     index order: the same for every frame (v = bias, q = 0), so computed once."""
     n = 0
@@ -174,7 +195,7 @@ def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # p
         if node_kind[m] != _POPULATION:
             continue
         for i in range(node_offset[m], node_offset[m + 1]):
-            if fire_count(bias[i], 0, node_theta[m], node_relu[m], rule) != 0:
+            if fire_count(bias[i], 0, node_theta[m], node_relu[m], rule, band) != 0:
                 out[n, 0] = m
                 out[n, 1] = i
                 n += 1
@@ -182,10 +203,10 @@ def bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu):  # p
 
 
 @njit(cache=True)
-def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_kind, node_theta,
-              node_relu, bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
-              edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap,
-              q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in,
+def run_frame(v, q, ev_index, ev_count, ev_time, grid, rule, band, t0_units, node_offset, node_kind,
+              node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
+              edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, fired_cap, q_at,
+              v_at, spikes_at, updates_at, pos, neg, updates, updates_in,
               pool_msgs):  # pragma: no cover - compiled
     """Simulate one frame in the buffers ``v`` and ``q`` (all nodes concatenated), which
     start at v = bias, q = 0 and hold the final state; ``t0_units`` is :func:`bias_firing`
@@ -200,7 +221,7 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_k
     qt = np.zeros(q.shape[0])  # q * theta of every population neuron, kept in step with q
     for k in range(t0_units.shape[0]):
         m, i = t0_units[k, 0], t0_units[k, 1]
-        n = fire_count(v[i], q[i], node_theta[m], node_relu[m], rule)
+        n = fire_count(v[i], q[i], node_theta[m], node_relu[m], rule, band)
         q[i] += n
         qt[i] = q[i] * node_theta[m]
         if n > 0:
@@ -218,22 +239,22 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_k
         limit = grid[g] if g < grid.shape[0] else np.inf
         while p < n_ev and ev_time[p] <= limit:
             j = ev_index[p]
-            q[j] += 1
-            fifo, tail = _route(0, j, 1, q, node_offset, edge_ptr, edge_syn_end,
+            q[j] += ev_count[p]
+            fifo, tail = _route(0, j, ev_count[p], q, node_offset, edge_ptr, edge_syn_end,
                                 edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target,
                                 win_ptr, win_src, fifo, tail, stack, pool_msgs)
             p += 1
             if tail > 0:
-                fifo = _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu,
+                fifo = _drain(fifo, tail, v, q, qt, rule, band, node_offset, node_theta, node_relu,
                               edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
                               edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src,
                               stack, fired, pos, neg, updates, updates_in, pool_msgs)
                 tail = 0
         if tail > 0:
-            fifo = _drain(fifo, tail, v, q, qt, rule, node_offset, node_theta, node_relu, edge_ptr,
-                          edge_syn_end, edge_dst, edge_src_ptr_offset, edge_win_ptr_offset,
-                          src_ptr, target, weight, win_ptr, win_src, stack, fired, pos, neg,
-                          updates, updates_in, pool_msgs)
+            fifo = _drain(fifo, tail, v, q, qt, rule, band, node_offset, node_theta, node_relu,
+                          edge_ptr, edge_syn_end, edge_dst, edge_src_ptr_offset,
+                          edge_win_ptr_offset, src_ptr, target, weight, win_ptr, win_src, stack,
+                          fired, pos, neg, updates, updates_in, pool_msgs)
             tail = 0
         if g < grid.shape[0]:
             q_at[g] = q[lo:hi]
@@ -243,11 +264,12 @@ def run_frame(v, q, ev_index, ev_time, grid, rule, t0_units, node_offset, node_k
 
 
 @njit(cache=True, nogil=True)
-def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, node_theta,
-               node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
+def run_frames(ev_index, ev_ptr, ev_count, ev_time, grid, rule, band, node_offset, node_kind,
+               node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
                edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
                win_src, fired_cap):  # pragma: no cover - compiled
-    """Simulate frames f = 0..F-1 (events ev_*[ev_ptr[f]:ev_ptr[f+1]]); releases the GIL so
+    """Simulate frames f = 0..F-1 (events ev_*[ev_ptr[f]:ev_ptr[f+1]], ``ev_count`` spikes
+    each); releases the GIL so
     callers can run disjoint frame ranges in parallel threads."""
     n_frames = ev_ptr.shape[0] - 1
     n_grid = grid.shape[0]
@@ -265,16 +287,16 @@ def run_frames(ev_index, ev_ptr, ev_time, grid, rule, node_offset, node_kind, no
     out_v = np.zeros((n_frames, n_out), np.float64)
     out_q = np.zeros((n_frames, n_out), np.int64)
     lo = node_offset[n_nodes - 1]
-    t0_units = bias_firing(bias, rule, node_offset, node_kind, node_theta, node_relu)
+    t0_units = bias_firing(bias, rule, band, node_offset, node_kind, node_theta, node_relu)
     v = np.empty(node_offset[n_nodes])
     q = np.empty(node_offset[n_nodes], np.int64)
     for f in range(n_frames):
         a, b = ev_ptr[f], ev_ptr[f + 1]
-        run_frame(v, q, ev_index[a:b], ev_time[a:b], grid, rule, t0_units, node_offset, node_kind,
-                  node_theta, node_relu, bias, edge_ptr, edge_syn_end, edge_dst,
-                  edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight, win_ptr,
-                  win_src, fired_cap, q_at[f], v_at[f], spikes_at[f], updates_at[f], pos[f], neg[f],
-                  updates[f], updates_in[f], pool_msgs[f])
+        run_frame(v, q, ev_index[a:b], ev_count[a:b], ev_time[a:b], grid, rule, band, t0_units,
+                  node_offset, node_kind, node_theta, node_relu, bias, edge_ptr, edge_syn_end,
+                  edge_dst, edge_src_ptr_offset, edge_win_ptr_offset, src_ptr, target, weight,
+                  win_ptr, win_src, fired_cap, q_at[f], v_at[f], spikes_at[f], updates_at[f],
+                  pos[f], neg[f], updates[f], updates_in[f], pool_msgs[f])
         out_v[f] = v[lo:]
         out_q[f] = q[lo:]
     return (q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs,

@@ -60,15 +60,16 @@ class SigmaDeltaModel(SpikingModel):
         super().__init__(recipe, ann, calibration)
         self.network = ann
         self.thetas = thetas
-        self.program: Program = build_program(ann, thetas)
+        self.program: Program = build_program(ann, thetas, recipe.coding.level)
 
     def simulator(self) -> EventSimulator | TimeSliceSimulator:
         r = self.recipe
+        coding = {"hysteresis": r.hysteresis, "input_levels": r.input_levels}
         if r.mode is SimMode.EVENT:
             return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
-                                  r.time_points)
+                                  r.time_points, **coding)
         return TimeSliceSimulator(self.program, r.rule, r.input_threshold, r.delay,
-                                  r.time_points, r.device)
+                                  r.time_points, r.device, **coding)
 
     def simulate(self, x: torch.Tensor) -> SimRecord:
         """Run every frame of ``x`` through the configured simulator."""
@@ -83,8 +84,9 @@ class SigmaDeltaModel(SpikingModel):
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """State of every node after one frame (event-driven)."""
         r = self.recipe
-        return EventSimulator(self.program, r.rule, r.input_threshold, r.delay,
-                              r.time_points).final_state(frame)
+        return EventSimulator(self.program, r.rule, r.input_threshold, r.delay, r.time_points,
+                              hysteresis=r.hysteresis,
+                              input_levels=r.input_levels).final_state(frame)
 
     def _final_counts(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Signed spike count of every neuron of every population after each frame."""
@@ -103,7 +105,9 @@ class SigmaDeltaModel(SpikingModel):
 
     def qann_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Accuracy of the Q-ANN with the same thetas (see ``sigma_delta.qann``)."""
-        pred = qann_predict(self.network, x, self.thetas, self.recipe.input_threshold)
+        r = self.recipe
+        pred = qann_predict(self.network, x, self.thetas, r.input_threshold,
+                            hysteresis=r.hysteresis, input_levels=r.input_levels)
         return float((pred == y).double().mean())
 
     def time_points(self) -> tuple[tuple[float, ...], str]:

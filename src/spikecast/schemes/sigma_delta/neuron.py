@@ -10,6 +10,18 @@ populations and the identity for an output layer without ReLU:
 * ``FiringRule.EXACT``: sign(d) * floor(|d| / theta) spikes at once, i.e. keep firing until
   |f(v) - V_q| < theta.
 
+``hysteresis`` h in [0, 1] sets the band d must leave before the neuron fires: with
+u = (1 + h) / 2 it fires up while d >= u theta and down while d < -u theta (EXACT: n =
+floor((d - u theta) / theta) + 1 up, max(1, ceil((-d - u theta) / theta)) down), so it rests
+at -u theta <= f(v) - V_q < u theta; it steps up at f(v) = V_q + u theta and back at
+V_q + (1 - u) theta, a band h theta wide.
+
+* h = 1, the paper's hysteresis quantizer: fire while d >= theta or d <= -theta, rest at
+  |f(v) - V_q| < theta: V_q is floor(f(v) / theta) theta after a rise, the ceiling after a
+  fall, and the value depends on the path;
+* h = 0, the nearest level: V_q = theta floor(f(v) / theta + 1/2) whatever the path, but a
+  potential jittering around a half level fires at every crossing.
+
 Each spike carries +-theta to every target: v_target <- v_target + w * (+-theta).
 """
 
@@ -41,6 +53,19 @@ class FiringRule(Choice):
     EXACT = "exact"
 
 
+def check_hysteresis(h: float) -> float:
+    """Return ``h`` as a float, or raise ValueError unless 0 <= h <= 1."""
+    h = float(h)
+    if not 0.0 <= h <= 1.0:
+        raise ValueError(f"hysteresis must be in [0, 1] (the band in units of theta), got {h}")
+    return h
+
+
+def band(h: float) -> float:
+    """u = (1 + h) / 2: the neuron rests while -u theta <= f(v) - V_q < u theta."""
+    return (1.0 + h) / 2.0
+
+
 def check_theta(theta: float, where: str = "theta") -> float:
     """Return ``theta`` as a float, or raise ValueError unless it is finite and > 0."""
     theta = float(theta)
@@ -51,15 +76,18 @@ def check_theta(theta: float, where: str = "theta") -> float:
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """Quantization level ``theta``, firing rule, and whether the activation is ReLU."""
+    """Quantization level ``theta``, firing rule, whether the activation is ReLU, and the
+    hysteresis band h (in units of theta)."""
 
     theta: float = 1.0
     rule: FiringRule = FiringRule.EXACT
     relu: bool = True
+    hysteresis: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "theta", check_theta(self.theta))
         object.__setattr__(self, "rule", FiringRule(self.rule))
+        object.__setattr__(self, "hysteresis", check_hysteresis(self.hysteresis))
 
 
 @dataclass(frozen=True)
@@ -84,14 +112,22 @@ def activation(v: torch.Tensor, relu: bool) -> torch.Tensor:
 def fire_count(v: torch.Tensor, count: torch.Tensor, p: NeuronParams) -> torch.Tensor:
     """Signed number of spikes the rule fires for d = f(v) - count * theta."""
     d = activation(v, p.relu) - count * p.theta
-    up = d >= p.theta
-    down = d <= -p.theta
+    if p.hysteresis == 1.0:
+        up = d >= p.theta
+        down = d <= -p.theta
+        n_up = n_down = torch.floor(d.abs() / p.theta)
+    else:
+        u = band(p.hysteresis) * p.theta
+        up = d >= u
+        down = d < -u
+        n_up = torch.floor((d - u) / p.theta) + 1
+        n_down = torch.ceil((-d - u) / p.theta).clamp(min=1)
     if p.rule is FiringRule.PAPER:
         return up.to(v.dtype) - down.to(v.dtype)
-    n = torch.where(up | down, torch.floor(d.abs() / p.theta), torch.zeros_like(d))
+    n = torch.where(up, n_up, torch.where(down, n_down, torch.zeros_like(d)))
     if n.numel() and float(n.max()) >= MAX_FIRE:
         raise SpikecastError(FIRE_LIMIT_MESSAGE)
-    return torch.where(up, n, -n)
+    return torch.where(up, n_up, torch.where(down, -n_down, torch.zeros_like(d)))
 
 
 def step(

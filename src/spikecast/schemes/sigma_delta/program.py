@@ -43,6 +43,7 @@ from spikecast.ir.graph import (
     Network,
     Stage,
 )
+from spikecast.schemes.sigma_delta.neuron import check_theta
 from spikecast.schemes.sigma_delta.tables import (
     SUPPORTED_LAYERS,
     Expr,
@@ -149,13 +150,13 @@ def population_stages(net: Network) -> list[Stage]:
 class _Compiler:
     """Walks the stages once, creating nodes and edges (see module docstring)."""
 
-    def __init__(self, net: Network, thetas: tuple[float, ...]) -> None:
+    def __init__(self, net: Network, thetas: tuple[float, ...], input_level: float) -> None:
         self.stages = {s.index: s for s in net.stages()}
         self.exprs: dict[int, Expr] = {}
         self.node_of: dict[int, int] = {INPUT: 0}
         self.pool_blocks: dict[int, list[tuple[int, float]]] = {}
         self.shapes = [tuple(net.input_shape)]
-        self.kind, self.theta, self.relu = [NodeKind.INPUT], [1.0], [False]
+        self.kind, self.theta, self.relu = [NodeKind.INPUT], [input_level], [False]
         self.biases = [np.zeros(math.prod(net.input_shape))]
         self.node_stage: list[Stage | None] = [None]
         self.pool_source = [-1]
@@ -313,8 +314,11 @@ class _Compiler:
             setattr(self, name, [values[m] for m in order])
 
 
-def build_program(net: Network, thetas: tuple[float, ...]) -> Program:
-    """Compile ``net`` with one theta per population (see :func:`population_stages`)."""
+def build_program(
+    net: Network, thetas: tuple[float, ...], input_level: float = 1.0
+) -> Program:
+    """Compile ``net`` with one theta per population (see :func:`population_stages`) and
+    the input's level theta_in (the value of one input spike)."""
     stages = net.stages()
     last = next(s for s in reversed(stages) if s.population)  # before a trailing Flatten
     if not (last.synaptic or isinstance(last.layer, Add)):
@@ -325,7 +329,7 @@ def build_program(net: Network, thetas: tuple[float, ...]) -> Program:
     n_pop = sum(s.population for s in stages)
     if len(thetas) != n_pop:
         raise ValueError(f"{len(thetas)} thresholds for {n_pop} neuron populations")
-    comp = _Compiler(net, thetas)
+    comp = _Compiler(net, thetas, check_theta(input_level, "input level"))
     for s in stages:
         if s.population:
             comp.population(s)

@@ -27,8 +27,9 @@ from spikecast.device import Device
 from spikecast.ir.graph import Network
 from spikecast.measure.readout import Readout
 from spikecast.schemes.base import Calibration, Recipe, require_positive
+from spikecast.schemes.sigma_delta.encoding import InputCoding
 from spikecast.schemes.sigma_delta.model import SigmaDeltaModel, SimMode
-from spikecast.schemes.sigma_delta.neuron import FiringRule, check_theta
+from spikecast.schemes.sigma_delta.neuron import FiringRule, check_hysteresis, check_theta
 from spikecast.schemes.sigma_delta.program import population_stages
 from spikecast.schemes.sigma_delta.sim_event import check_delay
 from spikecast.schemes.sigma_delta.thresholds import (
@@ -70,10 +71,14 @@ class SigmaDeltaRecipe(Recipe):
     time_points: int = 81
     device: Device = Device.CPU
     readout: Readout = Readout.COUNT_MEMBRANE
+    hysteresis: float = 1.0
+    input_levels: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", FiringRule(self.rule))
         object.__setattr__(self, "readout", Readout(self.readout))
+        object.__setattr__(self, "hysteresis", check_hysteresis(self.hysteresis))
+        object.__setattr__(self, "input_levels", self.coding.levels)
         try:
             object.__setattr__(self, "mode", SimMode(self.mode))
         except ValueError:
@@ -97,13 +102,19 @@ class SigmaDeltaRecipe(Recipe):
         if self.time_points < 2:
             raise ValueError(f"time_points must be >= 2, got {self.time_points}")
 
+    @property
+    def coding(self) -> InputCoding:
+        """The input coding: ``input_levels`` levels, rounding point ``input_threshold``."""
+        return InputCoding(self.input_levels, self.input_threshold)
+
     def params(self) -> dict[str, Any]:
         return super().params() | {"theta": describe(self.theta)}
 
     def calibrate(self, net: Network, calib_x: torch.Tensor | None) -> SigmaDeltaCalibration:
         """theta of every population: the shared or per-population value, or calibrated
         on ``calib_x`` (:func:`resolve_thresholds`). The weights are kept as they are."""
-        thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold)
+        thetas = resolve_thresholds(net, self.theta, calib_x, self.input_threshold,
+                                    self.input_levels)
         return SigmaDeltaCalibration(tuple(float(t) for t in thetas))
 
     def build(self, net: Network, calibration: Calibration) -> SigmaDeltaModel:

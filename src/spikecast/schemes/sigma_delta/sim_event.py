@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from spikecast.schemes.sigma_delta import kernel
-from spikecast.schemes.sigma_delta.encoding import encode_frame, encode_frames, frame_duration
-from spikecast.schemes.sigma_delta.neuron import FiringRule
+from spikecast.schemes.sigma_delta.encoding import InputCoding
+from spikecast.schemes.sigma_delta.neuron import FiringRule, band, check_hysteresis
 from spikecast.schemes.sigma_delta.program import EdgeKind, Program
 from spikecast.schemes.sigma_delta.record import SimRecord, time_points
 
@@ -56,8 +56,9 @@ def hop_depths(program: Program) -> list[set[int]]:
 
 
 class SimulatorSettings:
-    """What both sigma-delta simulators share: the program, firing rule, input threshold,
-    synaptic delay and the time grid of the accuracy curve."""
+    """What both sigma-delta simulators share: the program, firing rule, input coding
+    (threshold and levels; the program's input node must carry theta_in = 1 / levels),
+    synaptic delay, the time grid of the accuracy curve and the hysteresis band."""
 
     def __init__(
         self,
@@ -66,14 +67,25 @@ class SimulatorSettings:
         input_threshold: float = 0.2,
         delay: float = 0.0,
         n_time_points: int = 81,
+        *,
+        hysteresis: float = 1.0,
+        input_levels: int = 1,
     ) -> None:
         if not 0.0 <= input_threshold < 1.0:
             raise ValueError(f"input_threshold must be in [0, 1), got {input_threshold}")
         self.program = program
         self.rule = FiringRule(rule)
+        self.hysteresis = check_hysteresis(hysteresis)
+        self.coding = InputCoding(input_levels, input_threshold)
+        if float(program.node_theta[0]) != self.coding.level:
+            raise ValueError(
+                f"the program's input level is {float(program.node_theta[0])} but "
+                f"input_levels={input_levels} needs 1/{input_levels}; build it with "
+                "build_program(..., input_level=1 / input_levels)"
+            )
         self.input_threshold = input_threshold
         self.delay = check_delay(delay)
-        self.grid = time_points(frame_duration(input_threshold), n_time_points)
+        self.grid = time_points(self.coding.duration, n_time_points)
         depths = hop_depths(program)
         uneven = [m for m, d in enumerate(depths) if len(d) > 1]
         if self.delay > 0 and uneven:
@@ -84,6 +96,11 @@ class SimulatorSettings:
                 "delay = 0 for this network"
             )
         self.hops = max(depths[-1], default=0)
+
+    @property
+    def kernel_rule(self) -> tuple[int, float]:
+        """The kernel's firing-rule code and band u (see ``neuron``)."""
+        return _RULE_CODE[self.rule], band(self.hysteresis)
 
 
 class EventSimulator(SimulatorSettings):
@@ -98,8 +115,12 @@ class EventSimulator(SimulatorSettings):
         delay: float = 0.0,
         n_time_points: int = 81,
         workers: int | None = None,
+        *,
+        hysteresis: float = 1.0,
+        input_levels: int = 1,
     ) -> None:
-        super().__init__(program, rule, input_threshold, delay, n_time_points)
+        super().__init__(program, rule, input_threshold, delay, n_time_points,
+                         hysteresis=hysteresis, input_levels=input_levels)
         self.workers = workers or os.cpu_count() or 1
 
     def run(
@@ -122,18 +143,19 @@ class EventSimulator(SimulatorSettings):
         return SimRecord.concat(records)
 
     def _run_part(self, frames: torch.Tensor) -> SimRecord:
-        index, ptr, times = encode_frames(frames, self.input_threshold)
-        out = kernel.run_frames(index, ptr, times, self.grid, _RULE_CODE[self.rule],
+        index, ptr, times, counts = self.coding.frames(frames)
+        out = kernel.run_frames(index, ptr, counts, times, self.grid, *self.kernel_rule,
                                 *self.program.kernel_arrays())
         q_at, v_at, spikes_at, updates_at, pos, neg, updates, updates_in, pool_msgs, v, q = out
+        input_spikes = np.diff(np.concatenate([[0], np.cumsum(counts)])[ptr])
         return SimRecord(self.grid + self.hops * self.delay, q_at, v_at, spikes_at, updates_at,
-                         pos, neg, updates, pool_msgs, np.diff(ptr), v, q, updates_in)
+                         pos, neg, updates, pool_msgs, input_spikes, v, q, updates_in)
 
     def final_state(self, frame: torch.Tensor) -> FrameState:
         """Simulate one frame and return the state of every node after all events."""
         p = self.program
         p.check_frames(frame[None])
-        events = encode_frame(frame, self.input_threshold)
+        events = self.coding.frame(frame)
         v = np.empty(int(p.node_offset[-1]))
         q = np.empty(int(p.node_offset[-1]), np.int64)
         n_nodes = p.n_nodes
@@ -142,10 +164,10 @@ class EventSimulator(SimulatorSettings):
                 np.zeros((len(self.grid), n_out)),
                 *(np.zeros(len(self.grid), np.int64) for _ in range(2))]
         per_node = [np.zeros(n_nodes, np.int64) for _ in range(5)]
-        rule = _RULE_CODE[self.rule]
-        t0_units = kernel.bias_firing(p.bias, rule, p.node_offset, p.node_kind, p.node_theta,
+        rule = self.kernel_rule
+        t0_units = kernel.bias_firing(p.bias, *rule, p.node_offset, p.node_kind, p.node_theta,
                                       p.node_relu)
-        kernel.run_frame(v, q, events.index, events.time, self.grid, rule, t0_units,
+        kernel.run_frame(v, q, events.index, events.count, events.time, self.grid, *rule, t0_units,
                          *p.kernel_arrays(), *rows, *per_node)
         cuts = p.node_offset
         return FrameState(

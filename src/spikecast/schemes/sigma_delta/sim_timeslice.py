@@ -86,8 +86,12 @@ class TimeSliceSimulator(SimulatorSettings):
         delay: float = 0.0,
         n_time_points: int = 81,
         device: Device | str = Device.CPU,
+        *,
+        hysteresis: float = 1.0,
+        input_levels: int = 1,
     ) -> None:
-        super().__init__(program, rule, input_threshold, delay, n_time_points)
+        super().__init__(program, rule, input_threshold, delay, n_time_points,
+                         hysteresis=hysteresis, input_levels=input_levels)
         self.device = resolve_device(device)
         p = program
         self.incoming: list[list[tuple[int, _Edge]]] = [[] for _ in range(p.n_nodes)]
@@ -100,7 +104,7 @@ class TimeSliceSimulator(SimulatorSettings):
                 else:
                     self.pools[d] = (m, p.node_stage[d].layer)
         self.params = [
-            NeuronParams(float(p.node_theta[m]), self.rule, bool(p.node_relu[m]))
+            NeuronParams(float(p.node_theta[m]), self.rule, bool(p.node_relu[m]), self.hysteresis)
             if p.node_kind[m] == NodeKind.POPULATION else None
             for m in range(p.n_nodes)
         ]
@@ -121,14 +125,13 @@ class TimeSliceSimulator(SimulatorSettings):
         b = len(x)
         n_nodes = p.n_nodes
         x = x.to(self.device).reshape(b, -1)
-        fires = x > self.input_threshold
-        x = x.to(torch.float64)
-        spike_time = torch.where(fires, 1.0 - x, torch.inf)
+        n_in = self.coding.counts(x).to(torch.float64)
+        spike_time = torch.where(n_in > 0, 1.0 - x.to(torch.float64), torch.inf)
         v = [bias.expand(b, -1).clone() for bias in self.biases]
         count = [torch.zeros_like(vm) for vm in v]
         acc = {k: torch.zeros(b, n_nodes, dtype=torch.float64, device=self.device)
                for k in ("pos", "neg", "updates", "updates_in", "pool")}
-        self._sweep(torch.zeros_like(x), v, count, acc, initial=True)
+        self._sweep(torch.zeros_like(n_in), v, count, acc, initial=True)
         grid = torch.as_tensor(self.grid, device=self.device)
         slices = torch.unique(spike_time[torch.isfinite(spike_time)])
         n_grid = len(self.grid)
@@ -141,7 +144,7 @@ class TimeSliceSimulator(SimulatorSettings):
         for g in range(n_grid + 1):
             limit = grid[g] if g < n_grid else torch.inf
             while k < len(slices) and slices[k] <= limit:
-                d_in = (spike_time == slices[k]).to(torch.float64)
+                d_in = (spike_time == slices[k]) * n_in
                 count[0] += d_in
                 self._sweep(d_in, v, count, acc, initial=False)
                 k += 1

@@ -3,7 +3,7 @@
 * a shared float: the paper's single threshold for every neuron;
 * a sequence of floats: one per population, in layer order;
 * :class:`Calibrated`: theta_l = fraction x the ``percentile``-th percentile of population
-  l's positive activations on calibration data fed through the 1-bit input (for an output
+  l's positive activations on calibration data fed through the coded input (for an output
   layer without ReLU, of |pre-activation|). A layer with no positive activation keeps
   theta = ``fallback``.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from spikecast.ir.graph import Network
-from spikecast.schemes.sigma_delta.encoding import binarize
+from spikecast.schemes.sigma_delta.encoding import InputCoding
 from spikecast.schemes.sigma_delta.neuron import check_theta
 from spikecast.schemes.sigma_delta.program import population_stages
 
@@ -69,11 +69,13 @@ def parse_spec(spec: ThresholdSpec | dict[str, float]) -> ThresholdSpec:
 
 
 def layer_percentiles(
-    net: Network, calib_x: torch.Tensor, percentile: float, input_threshold: float = 0.2
+    net: Network, calib_x: torch.Tensor, percentile: float, input_threshold: float = 0.2,
+    input_levels: int = 1,
 ) -> list[float]:
     """Per population: the percentile of its positive activations (0.0 if none)."""
+    coded = InputCoding(input_levels, input_threshold).coded(calib_x, torch.float32)
     with torch.no_grad():
-        acts = net.activations(binarize(calib_x, input_threshold).to(torch.float32))
+        acts = net.activations(coded)
     out = []
     for stage in population_stages(net):
         a = acts[stage.index]
@@ -90,13 +92,14 @@ def resolve_thresholds(
     spec: ThresholdSpec,
     calib_x: torch.Tensor | None = None,
     input_threshold: float = 0.2,
+    input_levels: int = 1,
 ) -> tuple[float, ...]:
     """One theta per population of ``net``; ValueError for theta <= 0 or a wrong count."""
     stages = population_stages(net)
     if isinstance(spec, Calibrated):
         if calib_x is None:
             raise ValueError("calibrated thresholds need calibration data (calib_x)")
-        pct = layer_percentiles(net, calib_x, spec.percentile, input_threshold)
+        pct = layer_percentiles(net, calib_x, spec.percentile, input_threshold, input_levels)
         return tuple(spec.fraction * p if p > 0 else spec.fallback for p in pct)
     if isinstance(spec, (int, float)):
         return tuple(check_theta(spec) for _ in stages)
