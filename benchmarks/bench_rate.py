@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import platform
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,8 @@ def main() -> None:
         "benchmark": "rate simulation vs peers; calibration memory",
         "device": "cpu", "torch": torch.__version__, "machine": platform.machine(),
         "processor": platform.processor(), "cpus": multiprocessing.cpu_count(),
-        "peers": {n: rate_peers.available(n) for n in ("spikingjelly", "sinabs")},
+        "peers": {n: version(n) if rate_peers.available(n) else None
+                  for n in ("spikingjelly", "sinabs")},
         "simulation": rows, "calibration": calib,
     }
     args.out.mkdir(parents=True, exist_ok=True)
