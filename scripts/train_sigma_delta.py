@@ -56,7 +56,7 @@ def _evaluate(
     shipped_acc: float,
 ) -> dict[str, Any]:
     net = capture(model, (1, 28, 28))
-    recipe = SigmaDeltaRecipe(theta=thetas)
+    recipe = SigmaDeltaRecipe.paper(theta=thetas)
     snn = recipe.replace(recipe.normalize(net, None), net)
     start = time.time()
     res = snn.evaluate(x, y)
@@ -135,7 +135,7 @@ def main(
     hidden = tuple(t for t, s in zip(thetas, population_stages(net), strict=True) if s.relu)
     rates: tuple[float, ...] = tuple(up) if up else ()
     if quantizer is Quantizer.HYSTERESIS and not rates:
-        recipe = SigmaDeltaRecipe(theta=thetas)
+        recipe = SigmaDeltaRecipe.paper(theta=thetas)
         rates = measure_up_rates(recipe.replace(recipe.normalize(net, None), net),
                                  data.x_train[-up_frames:])
     log["up_rates"] = list(rates)

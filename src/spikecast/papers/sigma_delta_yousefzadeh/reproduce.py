@@ -104,7 +104,7 @@ def _sigma_delta_rows(
 ) -> tuple[list[dict], dict[str, Any]]:
     rows, details = [], {}
     for spec in specs:
-        recipe = SigmaDeltaRecipe(theta=spec)
+        recipe = SigmaDeltaRecipe.paper(theta=spec)
         snn = recipe.replace(recipe.normalize(net, calib_x), net)
         name = label(spec)
         log(f"{model_name}: Q-ANN and event-driven SNN at theta={name}")
@@ -149,7 +149,7 @@ def _with_up_rates(ft: FinetuneConfig, net: Network, calib_x: torch.Tensor) -> F
     if ft.quantizer is not Quantizer.HYSTERESIS or ft.up != 0.0:
         return ft
     theta = ft.theta if isinstance(ft.theta, (int, float)) else (*ft.theta, 1.0)
-    recipe = SigmaDeltaRecipe(theta=theta, input_threshold=ft.input_threshold)
+    recipe = SigmaDeltaRecipe.paper(theta=theta, input_threshold=ft.input_threshold)
     thetas = recipe.normalize(net, None)
     rates = measure_up_rates(recipe.replace(thetas, net), calib_x[:UP_FRAMES])
     return replace(ft, up=rates)

@@ -14,6 +14,7 @@ from spikecast.measure.counts import ann_macs, layer_macs
 from spikecast.measure.latency import PredictionTrace
 from spikecast.measure.result import Curve, LayerStats, SchemeResult
 from spikecast.schemes.base import SpikingModel
+from spikecast.schemes.sigma_delta.diagnostics import diagnostics
 from spikecast.schemes.sigma_delta.encoding import check_input
 from spikecast.schemes.sigma_delta.program import Program, build_program, population_stages
 from spikecast.schemes.sigma_delta.qann import qann_predict
@@ -104,7 +105,9 @@ class SigmaDeltaModel(SpikingModel):
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
         rec = self.simulate(x, batch_size=batch_size, progress=progress)
-        return self.result(rec, y)
+        res = self.result(rec, y)
+        res.extra.update(diagnostics(self, x, y, rec, res.accuracy))
+        return res
 
     def result(self, rec: SimRecord, y: torch.Tensor) -> SchemeResult:
         """Turn a simulation record of labelled frames into a :class:`SchemeResult`."""
