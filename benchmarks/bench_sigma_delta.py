@@ -28,7 +28,7 @@ from spikecast.zoo.pretrained import load_pretrained
 
 
 def _model(net, theta: float, mode: str):
-    recipe = SigmaDeltaRecipe(theta=theta, mode=mode)
+    recipe = SigmaDeltaRecipe.paper(theta=theta, mode=mode)
     return recipe.build(net, recipe.calibrate(net, None))
 
 

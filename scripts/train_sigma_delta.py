@@ -105,7 +105,7 @@ def main(
             lr=scratch_lr, spike_weight=0.0, schedule="cosine", **common)
         model, phase1 = float_relu.network, float_relu.sidecar()["finetune"]
     spec = Calibrated(calibrated) if calibrated is not None else tuple(layer_theta or ()) or theta
-    tuned = spikecast.finetune(model, SigmaDeltaRecipe(theta=spec), dataset, epochs,
+    tuned = spikecast.finetune(model, SigmaDeltaRecipe.paper(theta=spec), dataset, epochs,
                                quantizer=quantizer, lr=lr, spike_weight=spike_weight,
                                schedule=schedule, **common)
     command = shlex.join(["python", "scripts/train_sigma_delta.py", *sys.argv[1:]])

@@ -27,6 +27,7 @@ from spikecast.schemes.sigma_delta.encoding import binarize
 from spikecast.schemes.sigma_delta.neuron import activation
 from spikecast.schemes.sigma_delta.program import NodeKind, build_program, float64_layer
 from spikecast.schemes.sigma_delta.qann import qann_forward
+from spikecast.schemes.sigma_delta.recipe import PAPER_SETTINGS
 from spikecast.schemes.sigma_delta.sim_event import EventSimulator
 from spikecast.schemes.sigma_delta.sim_timeslice import TimeSliceSimulator
 
@@ -129,7 +130,8 @@ def test_models_final_state_invariant(rule):
     torch.manual_seed(6)
     x = torch.rand(8, 1, 6, 6)
     for model in models():
-        snn = convert(model, get_recipe("sigma-delta", theta=0.05, rule=rule), x)
+        recipe = get_recipe("sigma-delta", **PAPER_SETTINGS | {"theta": 0.05, "rule": rule})
+        snn = convert(model, recipe, x)
         assert not snn.network.is_chain
         for frame in x[:3]:
             check_invariant(snn.network, snn.program, frame, snn.final_state(frame),
@@ -141,8 +143,9 @@ def test_models_event_equals_time_slice_equals_qann_for_nonnegative_weights():
     torch.manual_seed(7)
     x = torch.rand(6, 1, 6, 6)
     for model in models(nonneg=True):
-        ev_model = convert(model, get_recipe("sigma-delta", theta=0.2), x)
-        ts_model = convert(model, get_recipe("sigma-delta", theta=0.2, mode="timeslice"), x)
+        paper = PAPER_SETTINGS | {"theta": 0.2}
+        ev_model = convert(model, get_recipe("sigma-delta", **paper), x)
+        ts_model = convert(model, get_recipe("sigma-delta", **paper, mode="timeslice"), x)
         ev, ts = ev_model.simulate(x), ts_model.simulate(x)
         for name in ("pos", "updates", "updates_in", "pool_msgs", "out_q", "pred_at",
                      "spikes_at"):

@@ -20,6 +20,7 @@ from spikecast.finetune.quantizers import Quantizer, QuantReLU
 from spikecast.frontends.torch_fx import capture
 from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
+from spikecast.schemes.sigma_delta.recipe import PAPER_SETTINGS
 from spikecast.schemes.sigma_delta.thresholds import Calibrated
 from spikecast.zoo.pretrained import load_pretrained
 from spikecast.zoo.train import evaluate_ann
@@ -155,7 +156,7 @@ def test_measured_up_rate_counts_a_neuron_that_rose_then_fell():
         model[0].bias.zero_()
         model[2].weight.copy_(torch.tensor([[1.0], [-1.0]]))
         model[2].bias.zero_()
-    snn = convert(model, get_recipe("sigma-delta", theta=1.0), torch.rand(4, 2))
+    snn = convert(model, get_recipe("sigma-delta", **PAPER_SETTINGS), torch.rand(4, 2))
     fell = torch.tensor([[0.9, 0.5]])
     stayed = torch.tensor([[0.9, 0.1]])
     assert measure_up_rates(snn, fell) == {0: pytest.approx(1 / 0.5)}  # keyed by stage
@@ -197,6 +198,6 @@ def test_shipped_sigma_delta_model_is_recorded_and_recomputed(kind: str):
     data = load_mnist(kind)
     x, y = data.x_test[:1000], data.y_test[:1000]
     assert evaluate_ann(model, x, y) >= 0.98  # oracle: recomputed, not the sidecar's claim
-    snn = convert(model, get_recipe("sigma-delta", theta=1.0), x[:10])
+    snn = convert(model, get_recipe("sigma-delta", **PAPER_SETTINGS), x[:10])
     result = snn.evaluate(x, y)
     assert result.accuracy >= SNN_FLOOR and result.spikes_per_neuron <= 0.25

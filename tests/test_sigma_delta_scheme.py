@@ -11,6 +11,7 @@ from spikecast.papers.sigma_delta_yousefzadeh.reproduce import paper_formula_mac
 from spikecast.schemes import convert, get_recipe
 from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.qann import qann_predict
+from spikecast.schemes.sigma_delta.recipe import PAPER_SETTINGS
 from spikecast.schemes.sigma_delta.thresholds import Calibrated, resolve_thresholds
 from spikecast.zoo.models import get_architecture
 
@@ -23,9 +24,9 @@ def wine_like():
     return model, x, y
 
 
-def test_default_recipe_runs_a_fully_connected_net_with_1d_input():
+def test_paper_recipe_runs_a_fully_connected_net_with_1d_input():
     model, x, y = wine_like()
-    snn = convert(model, get_recipe("sigma-delta"), x)
+    snn = convert(model, get_recipe("sigma-delta", **PAPER_SETTINGS), x)
     res = snn.evaluate(x, y)
     assert res.scheme == "sigma-delta" and res.n_samples == 40
     assert [layer.neurons for layer in res.layers] == [30, 3]
@@ -41,6 +42,26 @@ def test_default_recipe_runs_a_fully_connected_net_with_1d_input():
     spikes = res.details.positive_spikes + res.details.negative_spikes
     assert res.spikes == pytest.approx(spikes)
     assert res.to_dict()["details"]["thresholds"] == [1.0, 1.0]
+
+
+def test_default_recipe_is_scale_free_with_a_16_level_input():
+    model, x, y = wine_like()
+    snn = convert(model, get_recipe("sigma-delta"), x)
+    net = snn.network
+    # theta_l = 5 % of population l's 99.9th percentile on the 16-level coded input
+    coded = torch.ceil(x * 16 - 0.5).clamp(min=0) / 16  # n(p) = #{k : p > (k - 1/2) / 16}
+    with torch.no_grad():
+        hidden = net.layers[0].forward(coded).clamp(min=0)
+        out = net.layers[2].forward(hidden).abs()
+    want = [0.05 * float(torch.quantile(a[a > 0].double(), 0.999)) for a in (hidden, out)]
+    assert snn.thetas == pytest.approx(want)
+    res = snn.evaluate(x, y)
+    assert res.curve.x[-1] == pytest.approx(1 - 0.5 / 16)
+    assert res.input_spikes == pytest.approx(float((coded * 16).sum(1).mean()))
+    assert res.details.coded_input_ann_accuracy == pytest.approx(
+        float((net(coded).argmax(1) == y).double().mean()))
+    assert res.details.qann_accuracy == pytest.approx(snn.qann_accuracy(x, y))
+    assert res.params["input_levels"] == 16 and res.params["hysteresis"] == 0.0
 
 
 def test_mnist_cnn_counts_exact_and_paper_formula():

@@ -146,7 +146,7 @@ def _figures_from_report(report: dict[str, Any], out: Path, data_dir: str | None
     paths = fig3_fig4(report["details"], report["ann_accuracy"], macs, out)
     data = load_dataset("mnist", data_dir)
     net = capture(load_pretrained("mnist-cnn")[0], (1, 28, 28))
-    recipe = SigmaDeltaRecipe(theta=1.0)
+    recipe = SigmaDeltaRecipe.paper()
     model = recipe.build(net, recipe.calibrate(net, None))
     paths += fig2(model, data.x_test[0], int(data.y_test[0]), out)
     console.print(f"wrote {len(paths)} files to {out}")

@@ -102,7 +102,7 @@ def _sigma_delta_rows(
 ) -> tuple[list[dict], dict[str, Any]]:
     rows, details = [], {}
     for spec in specs:
-        recipe = SigmaDeltaRecipe(theta=spec)
+        recipe = SigmaDeltaRecipe.paper(theta=spec)
         snn = recipe.build(net, recipe.calibrate(net, calib_x))
         name = label(spec)
         log(f"{model_name}: Q-ANN and event-driven SNN at theta={name}")

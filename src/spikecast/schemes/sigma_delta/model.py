@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -11,8 +11,9 @@ import torch
 from spikecast.choice import Choice
 from spikecast.ir.graph import Network
 from spikecast.measure.counts import layer_macs
-from spikecast.measure.result import CumulativeCounts, LayerStats
+from spikecast.measure.result import CumulativeCounts, LayerStats, SchemeResult
 from spikecast.schemes.base import Calibration, OutputTrace, SpikingModel, Summary
+from spikecast.schemes.sigma_delta.diagnostics import diagnostics
 from spikecast.schemes.sigma_delta.encoding import check_input
 from spikecast.schemes.sigma_delta.program import Program, build_program, population_stages
 from spikecast.schemes.sigma_delta.qann import qann_predict
@@ -34,7 +35,8 @@ class SimMode(Choice):
 @dataclass(frozen=True)
 class SigmaDeltaDetails:
     """Per-sample means: the thetas, positive and negative spikes (in all and per
-    population), max-pool messages and synaptic updates."""
+    population), max-pool messages and synaptic updates; the Q-ANN's and the coded-input
+    ANN's accuracies and any collapse warnings (set by :meth:`SigmaDeltaModel.evaluate`)."""
 
     thresholds: tuple[float, ...]
     positive_spikes: float
@@ -43,6 +45,9 @@ class SigmaDeltaDetails:
     negative_spikes_per_layer: tuple[float, ...]
     pool_messages: float
     synaptic_updates: float
+    qann_accuracy: float | None = None
+    coded_input_ann_accuracy: float | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -113,6 +118,15 @@ class SigmaDeltaModel(SpikingModel):
     def time_points(self) -> tuple[tuple[float, ...], str]:
         sim = self.simulator()
         return tuple(float(t) for t in sim.grid + sim.hops * sim.delay), "time (TU)"
+
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256, progress: bool = False
+    ) -> SchemeResult:
+        """The evaluate loop's result with the Q-ANN's and the coded-input ANN's accuracies
+        and collapse warnings in its details (see :mod:`.diagnostics`)."""
+        result = super().evaluate(x, y, batch_size=batch_size, progress=progress)
+        found = diagnostics(self, x, y, result)
+        return replace(result, details=replace(result.details, **found))
 
     def new_tally(self) -> SigmaDeltaTally:
         return SigmaDeltaTally(self)

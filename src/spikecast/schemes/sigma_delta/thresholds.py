@@ -2,6 +2,8 @@
 
 * a shared float: the paper's single threshold for every neuron;
 * a sequence of floats: one per population, in layer order;
+* ``"auto"``: searched per population within an accuracy budget
+  (:mod:`~spikecast.schemes.sigma_delta.auto_theta`);
 * :class:`Calibrated`: theta_l = fraction x the ``percentile``-th percentile of population
   l's positive activations on calibration data fed through the coded input (for an output
   layer without ReLU, of |pre-activation|). A layer with no positive activation keeps
@@ -36,11 +38,14 @@ class Calibrated:
             raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
 
 
-ThresholdSpec = float | Sequence[float] | Calibrated
+AUTO = "auto"  # searched within an accuracy budget, see ``auto_theta``
+ThresholdSpec = float | Sequence[float] | Calibrated | str
 
 
-def describe(spec: ThresholdSpec) -> dict[str, float] | float | list[float]:
+def describe(spec: ThresholdSpec) -> dict[str, float] | float | list[float] | str:
     """A JSON-friendly form of ``spec`` that :func:`parse_spec` reads back."""
+    if spec == AUTO:
+        return AUTO
     if isinstance(spec, Calibrated):
         return {"fraction": spec.fraction, "percentile": spec.percentile, "fallback": spec.fallback}
     if isinstance(spec, (int, float)):
@@ -56,8 +61,14 @@ def label(spec: ThresholdSpec) -> str:
 
 
 def parse_spec(spec: ThresholdSpec | dict[str, float]) -> ThresholdSpec:
-    """Accept a float, a sequence of floats, a :class:`Calibrated`, or its dict form
-    ``{"fraction": f, "percentile": p, "fallback": t}`` (from JSON or ``--param``)."""
+    """Accept a float, a sequence of floats, a :class:`Calibrated`, its dict form
+    ``{"fraction": f, "percentile": p, "fallback": t}`` (from JSON or ``--param``), or
+    ``"auto"``."""
+    if isinstance(spec, str):
+        if spec.strip().lower() != AUTO:
+            raise ValueError(f"theta {spec!r}: a string theta must be {AUTO!r}; otherwise give "
+                             "a number, one per population, or {'fraction': f, ...}")
+        return AUTO
     if isinstance(spec, dict):
         unknown = set(spec) - {"fraction", "percentile", "fallback"}
         if unknown:
@@ -96,6 +107,8 @@ def resolve_thresholds(
 ) -> tuple[float, ...]:
     """One theta per population of ``net``; ValueError for theta <= 0 or a wrong count."""
     stages = population_stages(net)
+    if spec == AUTO:
+        raise ValueError("theta='auto' is searched by SigmaDeltaRecipe.normalize (auto_theta)")
     if isinstance(spec, Calibrated):
         if calib_x is None:
             raise ValueError("calibrated thresholds need calibration data (calib_x)")
