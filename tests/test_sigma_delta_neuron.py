@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from spikecast.ir.graph import Linear, Network, ReLU
-from spikecast.schemes import convert, get_recipe
+from spikecast.schemes import convert
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.encoding import (
     binarize,
     encode_frame,
@@ -121,7 +122,7 @@ def test_event_kernel_equals_the_pure_step(rule: str, seed: int) -> None:
         if relu:
             layers = (*layers, ReLU(), Linear(torch.randn(3, 7, generator=g)))
         net = Network(layers, tuple(f"l{i}" for i in range(len(layers))), (12,))
-        snn = convert(net, get_recipe("sigma-delta", theta=0.3, rule=rule))
+        snn = convert(net, SigmaDeltaRecipe.paper(theta=0.3, rule=rule))
         frame = torch.rand(12, generator=g)
         events = encode_frame(frame, 0.2)
         p = NeuronParams(0.3, rule, relu)

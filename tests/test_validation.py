@@ -13,6 +13,7 @@ from spikecast.errors import SpikecastError
 from spikecast.frontends.torch_fx import capture
 from spikecast.ir.graph import Linear, Network, ReLU
 from spikecast.schemes import convert, get_recipe
+from spikecast.schemes.sigma_delta import SigmaDeltaRecipe
 from spikecast.schemes.sigma_delta.kernel import MAX_FIRE
 
 SCHEMES = ["rate", "ssnn", "sigma-delta"]
@@ -89,9 +90,9 @@ def test_recipe_parameters_are_checked_against_the_signature() -> None:
         ("ssnn", {"i_unit": ["x"]}, "'i_unit' must be a finite number or a list of finite"),
         ("ssnn", {"phase": 3}, "'phase' must be one of 'aligned', 'random', got 3"),
         ("ssnn", {"bogus": 1}, "scheme 'ssnn' has no parameter 'bogus'; its parameters: c_mem"),
-        ("sigma-delta", {"theta": "big"}, "'theta' must be a finite number or a list of"),
+        ("sigma-delta", {"theta": "big"}, "a string theta must be 'auto'"),
     ):
-        with pytest.raises(SpikecastError, match=None) as err:
+        with pytest.raises(ValueError, match=None) as err:
             get_recipe(scheme, **params)
         assert message in str(err.value)
 
@@ -116,7 +117,7 @@ def test_sigma_delta_fires_exactly_up_to_the_limit_and_refuses_beyond(mode: str)
     fires floor(w / theta) spikes at once. 2**20 of them are simulated exactly; 2**24 (or
     weights of 1e30, which overflowed int64 into negative spike counts) are refused."""
     x, y = torch.ones(1, 1), torch.zeros(1, dtype=torch.long)
-    recipe = get_recipe("sigma-delta", theta=1.0, mode=mode)
+    recipe = SigmaDeltaRecipe.paper(theta=1.0, mode=mode)
     result = convert(_one_neuron(2.0**20), recipe).evaluate(x, y)
     assert result.spikes_per_neuron == 2**20 and result.details.negative_spikes == 0
     for weight in (float(MAX_FIRE), 1e30):
@@ -130,5 +131,5 @@ def test_a_network_with_huge_weights_is_refused_not_negative() -> None:
                    Linear(torch.rand(3, 5, generator=g))), ("a", "a.relu", "b"), (4,))
     x = torch.rand(6, 4, generator=g)
     with pytest.raises(SpikecastError, match="weights or biases are too large"):
-        convert(net, get_recipe("sigma-delta"), calib_x=x).evaluate(
+        convert(net, SigmaDeltaRecipe.paper(), calib_x=x).evaluate(
             x, torch.zeros(6, dtype=torch.long))
